@@ -1,0 +1,75 @@
+/* The training configuration (libconfig syntax; every key in docs/config.md).
+ * Loading validates everything before any work starts: unknown keys (with the
+ * closest valid key), wrong types and bad values are FT_EINPUT errors that
+ * name file:line and the key. */
+#ifndef FTUNE_CONFIG_H
+#define FTUNE_CONFIG_H
+
+#include <stdint.h>
+
+#include "ftune/model.h"
+#include "ftune/optim.h"
+
+#define FT_PATH_MAX 512
+#define FT_MAX_LAYERS 256
+#define FT_MAX_CLASSES 4096
+
+typedef struct ft_config {
+    char origin[FT_PATH_MAX]; /* file the config came from */
+    char *text;               /* canonical text (with --set applied), stored in checkpoints */
+
+    /* run */
+    char run_dir[FT_PATH_MAX];
+    uint64_t seed;
+    int threads; /* BLAS threads per rank; 0 = auto */
+
+    /* data */
+    char train_path[FT_PATH_MAX];
+    char eval_path[FT_PATH_MAX]; /* may be empty */
+    int shuffle;
+
+    /* model */
+    ft_shape input;
+    ft_layer_spec *layers;
+    int nlayers;
+
+    /* pretrained weights */
+    char pretrained[FT_PATH_MAX]; /* may be empty */
+    char (*reinit)[FT_NAME_MAX];
+    int nreinit;
+
+    /* train */
+    int epochs;
+    long max_steps; /* 0 = no limit; stops after this many optimizer steps */
+    int batch_size; /* global batch (all ranks together) */
+    int accum_steps;
+    ft_optim_cfg optim;
+    ft_schedule_cfg schedule;
+    float clip_grad_norm; /* 0 = off */
+    float label_smoothing;
+    float *class_weights; /* NULL or nclass_weights entries */
+    int nclass_weights;
+
+    /* eval */
+    long eval_every; /* steps; 0 = only before the first step and at the end */
+    int eval_batch_size;
+    char best_metric[32]; /* accuracy | macro_f1 | loss */
+
+    /* checkpoint */
+    long checkpoint_every; /* steps; 0 = only at the end */
+    int keep_last;
+
+    /* log */
+    long log_every;
+    int progress; /* -1 auto (terminal), 0 plain lines, 1 bar */
+} ft_config;
+
+/* Loads path and applies overrides "a.b.c=value" (value typed as libconfig
+ * would parse it). */
+int ft_config_load(ft_config *c, const char *path, const char *const *sets, int nsets,
+                   ft_err *err);
+/* Loads from text (e.g. the copy stored in a model file); origin names it. */
+int ft_config_load_string(ft_config *c, const char *text, const char *origin, ft_err *err);
+void ft_config_free(ft_config *c);
+
+#endif

@@ -1,0 +1,68 @@
+/* Datasets in HDF5 (docs/formats.md): inputs float32 [N, ...] and labels
+ * int32 [N]. Samples are read on demand by index, so a file larger than RAM
+ * trains: only the rows of the current batch are in memory. */
+#ifndef FTUNE_DATA_H
+#define FTUNE_DATA_H
+
+#include <stdint.h>
+
+#include "ftune/layer.h"
+
+typedef struct ft_dataset {
+    char path[512];
+    int64_t file, inputs, labels; /* hid_t, kept opaque here */
+    uint64_t n;
+    ft_shape sample; /* per-sample shape */
+    size_t sample_floats;
+    int classes; /* from the "classes" attribute, else max label + 1 */
+    char class_names[64][32];
+    int nclass_names;
+} ft_dataset;
+
+/* Opens and validates (float32 inputs, int32 labels, same N, labels in
+ * [0, classes), N > 0). expect may be NULL; else the sample shape must match.
+ * Errors name the file, the dataset and what was expected. */
+int ft_dataset_open(ft_dataset *d, const char *path, const ft_shape *expect, ft_err *err);
+/* Reads rows idx[0..n) (any order, duplicates allowed) into x (n x
+ * sample_floats) and y (n). */
+int ft_dataset_read(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, ft_err *err);
+void ft_dataset_close(ft_dataset *d);
+
+/* Writer used by importers: creates path with inputs [n, shape] and labels. */
+typedef struct ft_dataset_writer {
+    int64_t file, inputs, labels;
+    uint64_t n, written;
+    size_t sample_floats;
+    char path[512];
+    char tmp_path[600];
+} ft_dataset_writer;
+int ft_dataset_create(ft_dataset_writer *w, const char *path, uint64_t n, const ft_shape *sample,
+                      int classes, ft_err *err);
+int ft_dataset_append(ft_dataset_writer *w, const float *x, const int *y, uint64_t n, ft_err *err);
+/* Writes to a temporary name and renames on close, so a failed import never
+ * leaves a half-written file under the final name. */
+int ft_dataset_finish(ft_dataset_writer *w, ft_err *err);
+void ft_dataset_abort(ft_dataset_writer *w);
+
+/* Epoch order: a permutation of [0, n) that depends only on (seed, epoch). */
+int ft_epoch_order(uint64_t n, uint64_t seed, uint64_t epoch, int shuffle, uint64_t *out);
+/* Balanced contiguous split of count items into parts; part p gets
+ * [*begin, *begin + *len). Parts differ in size by at most one. */
+void ft_split(uint64_t count, int parts, int part, uint64_t *begin, uint64_t *len);
+
+/* Importers (ftune data import-idx / import-csv). `keep` lists the classes
+ * to keep in the order given (they become 0..k-1); nkeep == 0 keeps all. */
+typedef struct ft_import_opts {
+    const int *keep;
+    int nkeep;
+    float scale; /* multiply raw values (IDX bytes) by this; 1/255 by default */
+    int label_column; /* CSV: column of the label (0-based), -1 = last */
+    int header;       /* CSV: first line is a header (-1 = detect) */
+} ft_import_opts;
+
+int ft_import_idx(const char *images, const char *labels, const char *out,
+                  const ft_import_opts *o, uint64_t *written, ft_err *err);
+int ft_import_csv(const char *csv, const char *out, const ft_import_opts *o, uint64_t *written,
+                  ft_err *err);
+
+#endif

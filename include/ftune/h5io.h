@@ -1,0 +1,51 @@
+/* ftune model and checkpoint files (HDF5; layout in docs/formats.md).
+ * A model file is a checkpoint without optimizer and training state. Files
+ * are written under a temporary name, flushed and renamed, so a crash never
+ * leaves a half-written file under the final name, and carry a checksum of
+ * the parameter data that is verified on load. */
+#ifndef FTUNE_H5IO_H
+#define FTUNE_H5IO_H
+
+#include <stdint.h>
+
+#include "ftune/model.h"
+#include "ftune/optim.h"
+
+typedef struct ft_train_state {
+    long step;          /* optimizer steps taken */
+    long epoch;         /* current epoch (0-based) */
+    uint64_t epoch_pos; /* global samples of this epoch already consumed */
+    uint64_t samples_seen;
+    uint64_t seed;
+    int world_size;
+    double best_metric; /* best eval value so far (NaN if none) */
+    long best_step;
+    double last_metric;
+} ft_train_state;
+
+/* Writes the model (every layer's parameters, with attributes type, shape,
+ * trainable), the config text and the ftune version; with o and st also
+ * the optimizer state and training state (a checkpoint). */
+int ft_save(const char *path, const ft_model *m, const char *config_text, const ft_optim *o,
+            const ft_train_state *st, ft_err *err);
+
+/* Reads the config text stored in a model or checkpoint file (malloc'd). */
+int ft_load_config_text(const char *path, char **text, ft_err *err);
+
+/* Loads parameters by layer name into m. Layers named in reinit are skipped
+ * (they keep their fresh initialisation). A shape mismatch on any other layer
+ * is an error naming the layer and both shapes; a model layer absent from the
+ * file is an error unless strict == 0; layers in the file but not in the
+ * model are reported through warn (may be NULL). */
+typedef void (*ft_warn_fn)(const char *msg, void *user);
+int ft_load_weights(const char *path, ft_model *m, const char *const *reinit, int nreinit,
+                    int strict, ft_warn_fn warn, void *user, ft_err *err);
+
+/* Loads optimizer and training state from a checkpoint (weights via
+ * ft_load_weights). o must be initialised for the same model. */
+int ft_load_train_state(const char *path, ft_optim *o, ft_train_state *st, ft_err *err);
+
+/* Summary of a file for `ftune inspect` (prints to f). */
+int ft_inspect(const char *path, void *f /* FILE* */, ft_err *err);
+
+#endif

@@ -1,0 +1,117 @@
+/* One layer kind = one file in src/layers/ exporting one ft_layer_ops table
+ * (Caffe/Darknet style). The model owns memory; a layer only describes its
+ * parameters and computes. */
+#ifndef FTUNE_LAYER_H
+#define FTUNE_LAYER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ftune/err.h"
+#include "ftune/kv.h"
+
+#define FT_MAX_DIMS 4
+#define FT_MAX_PARAMS 4
+#define FT_NAME_MAX 64
+
+/* Per-sample shape (batch dimension excluded), e.g. [C, H, W] or [F]. */
+typedef struct ft_shape {
+    int rank;
+    int d[FT_MAX_DIMS];
+} ft_shape;
+
+size_t ft_shape_count(const ft_shape *s);
+/* Writes "[32, 1, 3, 3]" into buf. */
+const char *ft_shape_str(const ft_shape *s, char *buf, size_t len);
+int ft_shape_equal(const ft_shape *a, const ft_shape *b);
+ft_shape ft_shape1(int a);
+ft_shape ft_shape3(int c, int h, int w);
+
+enum ft_init_kind {
+    FT_INIT_ZERO = 0,
+    FT_INIT_ONE,
+    FT_INIT_UNIFORM /* U(-init_bound, init_bound), PyTorch's default for dense/conv */
+};
+
+/* A parameter or buffer of a layer. `data` points into the model's single
+ * parameter arena; `grad` into the single gradient arena, and only when the
+ * parameter is learnable and its layer is trainable (NULL otherwise). */
+typedef struct ft_param {
+    char name[24]; /* "weight", "bias", "running_mean", ... */
+    ft_shape shape;
+    size_t count;
+    int learnable; /* 0 for buffers such as batchnorm running statistics */
+    int init;      /* enum ft_init_kind */
+    float init_bound;
+    float *data;
+    float *grad;
+} ft_param;
+
+/* Sums a float array across all ranks in place (SyncBatchNorm). NULL in a
+ * single process. Must be called by every rank in the same order. */
+typedef int (*ft_reduce_fn)(float *buf, size_t n, void *user);
+
+/* Per-call context shared by all layers of one forward/backward pass. */
+typedef struct ft_ctx {
+    int n;        /* rows in this (local) batch; may be 0 on a rank with no samples */
+    int training; /* 1: dropout active; trainable batchnorm uses batch statistics */
+    uint64_t seed;
+    uint64_t epoch;
+    const uint64_t *sample_ids; /* global index of each row (dropout masks) */
+    float *ws;                  /* scratch, >= workspace_floats(l, n) floats */
+    ft_reduce_fn reduce;
+    void *reduce_user;
+} ft_ctx;
+
+typedef struct ft_layer ft_layer;
+
+typedef struct ft_layer_ops {
+    const char *kind;          /* name used in configs and model files */
+    const ft_keydef *keys;     /* kind-specific settings, NULL-key terminated */
+    /* Reads settings into l->priv. kv has been validated against keys. */
+    int (*create)(ft_layer *l, const ft_kvlist *kv, ft_err *err);
+    /* With l->in set: sets l->out and declares l->params (name, shape, count,
+     * learnable, init). Errors name the layer and the offending shape. */
+    int (*setup)(ft_layer *l, ft_err *err);
+    /* Floats kept from forward for backward (masks, argmax, normalised x); NULL = 0. */
+    size_t (*saved_floats)(const ft_layer *l, int n);
+    /* Temporary floats for one call (im2col); NULL = 0. */
+    size_t (*workspace_floats)(const ft_layer *l, int n);
+    /* y = f(x). `saved` is NULL when no backward will follow (frozen prefix,
+     * evaluation); the layer then keeps nothing. */
+    void (*forward)(ft_layer *l, const ft_ctx *c, const float *x, float *y, float *saved);
+    /* Accumulates (+=) parameter gradients into p->grad where non-NULL, and
+     * writes dx when dx != NULL (dx is NULL for the first trainable layer). */
+    void (*backward)(ft_layer *l, const ft_ctx *c, const float *x, const float *y,
+                     const float *dy, float *dx, const float *saved);
+    /* Frees priv contents; NULL means free(priv) is enough. */
+    void (*destroy)(ft_layer *l);
+} ft_layer_ops;
+
+struct ft_layer {
+    char name[FT_NAME_MAX];
+    const ft_layer_ops *ops;
+    void *priv;
+    int index;
+    ft_shape in, out;
+    ft_param params[FT_MAX_PARAMS];
+    int nparams;
+    int frozen;  /* no parameter gradients; batchnorm uses running statistics */
+    int need_dx; /* backward must produce dx (set by the model) */
+    float lr_mult;
+    uint64_t name_hash;
+};
+
+/* Registry of layer kinds (src/layers/registry.c). */
+const ft_layer_ops *ft_layer_kind(const char *kind);
+/* All kinds, NULL-terminated, for help text and "did you mean". */
+const ft_layer_ops *const *ft_layer_kinds(void);
+
+/* Convenience for layer files: declare parameter i. */
+ft_param *ft_layer_add_param(ft_layer *l, const char *name, const ft_shape *shape,
+                             int learnable, int init, float init_bound);
+
+/* Keys every layer accepts (handled by the model, not by the kind). */
+extern const ft_keydef ft_common_layer_keys[];
+
+#endif

@@ -1,0 +1,92 @@
+#include "ftune/err.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ft_fail(ft_err *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+int ft_err_prefix(ft_err *err, const char *fmt, ...)
+{
+    if (!err)
+        return FT_ERUNTIME;
+    char prefix[512];
+    char old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    size_t plen = strlen(prefix);
+    if (plen > sizeof err->msg - 3)
+        plen = sizeof err->msg - 3;
+    memcpy(err->msg, prefix, plen);
+    memcpy(err->msg + plen, ": ", 2);
+    size_t rest = sizeof err->msg - plen - 3;
+    size_t olen = strnlen(old, rest);
+    memcpy(err->msg + plen + 2, old, olen);
+    err->msg[plen + 2 + olen] = '\0';
+    if (!err->code)
+        err->code = FT_ERUNTIME;
+    return err->code;
+}
+
+void ft_err_clear(ft_err *err)
+{
+    if (err) {
+        err->code = FT_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+int ft_mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return 0;
+    *out = a * b;
+    return 1;
+}
+
+void *ft_calloc(size_t count, size_t size, ft_err *err)
+{
+    size_t bytes;
+    if (!ft_mul_size(count, size, &bytes)) {
+        ft_fail(err, FT_ERUNTIME, "allocation of %zu x %zu bytes overflows", count, size);
+        return NULL;
+    }
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p)
+        ft_fail(err, FT_ERUNTIME, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void *ft_alloc_floats(size_t count, ft_err *err)
+{
+    size_t bytes;
+    if (!ft_mul_size(count ? count : 1, sizeof(float), &bytes) || bytes > SIZE_MAX - 64) {
+        ft_fail(err, FT_ERUNTIME, "allocation of %zu floats overflows", count);
+        return NULL;
+    }
+    bytes = (bytes + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) {
+        ft_fail(err, FT_ERUNTIME, "out of memory allocating %zu bytes", bytes);
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+void ft_free_floats(void *p) { free(p); }
