@@ -1,0 +1,12 @@
+/* Sub-commands of the ftune executable. Each returns the process exit code:
+ * 0 success, 2 usage or input error, 1 runtime failure. MPI is initialised
+ * (by main) only for the commands that run distributed: train and eval. */
+#ifndef FTUNE_COMMANDS_H
+#define FTUNE_COMMANDS_H
+
+int cmd_train(int argc, char **argv);   /* mpi/cmd_train.c */
+int cmd_eval(int argc, char **argv);    /* mpi/cmd_eval.c */
+int cmd_inspect(int argc, char **argv); /* mpi/cmd_inspect.c (single process) */
+int cmd_data(int argc, char **argv);    /* mpi/cmd_data.c (single process) */
+
+#endif
