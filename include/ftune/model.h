@@ -41,6 +41,7 @@ typedef struct ft_model {
     float **saved;        /* saved[i] for trainable-path layers */
     float *dbuf[2];       /* backward ping-pong */
     float *ws;
+    const float *input_x; /* input of the last forward (layer 0's x in backward) */
     size_t act_floats, prefix_floats, saved_floats, dbuf_floats, ws_floats;
 
     ft_grad_ready_fn grad_ready;
