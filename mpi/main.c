@@ -1,3 +1,55 @@
-/* placeholder so the tree builds during bootstrap; replaced by the CLI */
+/* ftune: distributed fine-tuning of pre-trained networks. */
 #include <stdio.h>
-int main(void) { puts("ftune bootstrap"); return 0; }
+#include <string.h>
+
+#include "commands.h"
+#include "ftune/version.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: ftune <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  train CONFIG [--set key=value ...] [--resume [auto|CKPT]]\n"
+          "                 train or fine-tune as the config says (run under mpirun for\n"
+          "                 several ranks)\n"
+          "  eval MODEL --data FILE [--json]\n"
+          "                 evaluate a model or checkpoint on a dataset\n"
+          "  inspect FILE   layers, shapes, trainable/frozen, parameter counts, stored state\n"
+          "  data import-idx|import-csv ...\n"
+          "                 convert MNIST-style IDX or CSV files into ftune datasets\n"
+          "\n"
+          "  ftune <command> --help   options of one command\n"
+          "  ftune --version\n"
+          "\n"
+          "exit codes: 0 success, 2 usage or input error, 1 runtime failure\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("ftune %s\n", FTUNE_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "train"))
+        return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval"))
+        return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect"))
+        return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "data"))
+        return cmd_data(argc - 1, argv + 1);
+    fprintf(stderr, "ftune: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -27,7 +27,7 @@ static int build_layer(ft_layer *l, int index, const ft_layer_spec *spec, const 
         const ft_layer_ops *const *kinds = ft_layer_kinds();
         const char *names[64];
         int n = 0;
-        for (; kinds[n] && n < 64; n++)
+        for (; n < 64 && kinds[n]; n++)
             names[n] = kinds[n]->kind;
         const char *near = ft_closest(spec->kind, names, n);
         return ft_fail(err, FT_EINPUT, "layer '%s': unknown type '%s'%s%s%s", spec->name,

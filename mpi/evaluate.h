@@ -1,0 +1,18 @@
+/* Distributed evaluation: the eval set is split into one contiguous,
+ * unpadded piece per rank, and the metric counts are summed, so every sample
+ * is counted exactly once whatever the number of ranks. */
+#ifndef FTUNE_EVALUATE_H
+#define FTUNE_EVALUATE_H
+
+#include "ftune/data.h"
+#include "ftune/metrics.h"
+#include "ftune/model.h"
+#include "runtime.h"
+
+/* Collective. On return every rank holds the summed metrics. */
+int ft_evaluate(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *out, ft_err *err);
+
+/* Checks that the dataset fits the model (sample shape, label range). */
+int ft_check_data_fits(const ft_dataset *d, const ft_model *m, ft_err *err);
+
+#endif

@@ -1,0 +1,501 @@
+/* The training loop. Every rank runs the same sequence of collectives; all
+ * decisions that could differ between ranks (errors, stop) are agreed on at
+ * step boundaries. */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evaluate.h"
+#include "ftune/data.h"
+#include "ftune/h5io.h"
+#include "ftune/loss.h"
+#include "ftune/metrics.h"
+#include "ftune/version.h"
+#include "gradsync.h"
+#include "progress.h"
+#include "rundir.h"
+
+#define BUCKET_BYTES (4u << 20)
+
+typedef struct trainer {
+    ft_mpi *w;
+    ft_config *cfg;
+    ft_model model;
+    ft_optim opt;
+    ft_gradsync gs;
+    ft_dataset train, eval;
+    int have_eval;
+    ft_metrics metrics;
+    ft_train_state st;
+    ft_xent xent;
+    ft_progress progress;
+    FILE *log; /* metrics.jsonl, rank 0 */
+
+    uint64_t *order;
+    float *x, *probs, *dlogits;
+    int *y;
+    uint64_t *ids;
+    int local_max;
+    long steps_per_epoch, total_steps;
+    int higher_is_better;
+} trainer;
+
+static int is_root(const trainer *t) { return t->w->rank == 0; }
+
+static void warn_cb(const char *msg, void *user)
+{
+    (void)user;
+    fprintf(stderr, "ftune: warning: %s\n", msg);
+}
+
+/* Rank 0 loads (or initialises) the weights; everyone receives them. */
+static int load_weights(trainer *t, const char *resume_path, ft_err *err)
+{
+    ft_config *c = t->cfg;
+    ft_model_init_params(&t->model, c->seed);
+    if (is_root(t)) {
+        if (resume_path) {
+            if (!ft_load_weights(resume_path, &t->model, NULL, 0, 1, warn_cb, NULL, err))
+                ft_load_train_state(resume_path, &t->opt, &t->st, err);
+        } else if (c->pretrained[0]) {
+            const char *reinit[FT_MAX_LAYERS];
+            for (int i = 0; i < c->nreinit && i < FT_MAX_LAYERS; i++)
+                reinit[i] = c->reinit[i];
+            ft_load_weights(c->pretrained, &t->model, reinit, c->nreinit, 1, warn_cb, NULL, err);
+        }
+    }
+    if (ft_mpi_agree(t->w, err))
+        return err->code;
+    ft_mpi_bcast_floats(t->w, t->model.params, t->model.nparams);
+    if (resume_path) {
+        ft_mpi_bcast_floats(t->w, t->opt.state, t->opt.nstate);
+        ft_mpi_bcast_bytes(t->w, &t->opt.t, sizeof t->opt.t);
+        ft_mpi_bcast_bytes(t->w, &t->st, sizeof t->st);
+    }
+    return FT_OK;
+}
+
+static int resolve_resume(trainer *t, const char *resume, char *path, size_t len, ft_err *err)
+{
+    path[0] = '\0';
+    if (!resume)
+        return FT_OK;
+    if (strcmp(resume, "auto") != 0) {
+        snprintf(path, len, "%s", resume);
+        return FT_OK;
+    }
+    /* newest checkpoint that verifies; a damaged one is skipped */
+    if (is_root(t)) {
+        static char paths[64][1024];
+        int n = ft_rundir_list_ckpts(t->cfg->run_dir, paths, 64);
+        for (int i = 0; i < n && !path[0]; i++) {
+            ft_model probe;
+            ft_err e2 = {0};
+            if (ft_model_build(&probe, &t->cfg->input, t->cfg->layers, t->cfg->nlayers, &e2) ==
+                    FT_OK &&
+                ft_load_weights(paths[i], &probe, NULL, 0, 1, NULL, NULL, &e2) == FT_OK)
+                snprintf(path, len, "%s", paths[i]);
+            else
+                fprintf(stderr, "ftune: warning: skipping checkpoint %s: %s\n", paths[i], e2.msg);
+            ft_model_free(&probe);
+        }
+        if (!path[0])
+            printf("ftune: no checkpoint in %s/checkpoints, starting from the beginning\n",
+                   t->cfg->run_dir);
+    }
+    ft_mpi_bcast_bytes(t->w, path, len);
+    (void)err;
+    return FT_OK;
+}
+
+static void log_json(trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_json(trainer *t, const char *fmt, ...)
+{
+    if (!t->log)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(t->log, fmt, ap);
+    va_end(ap);
+    fflush(t->log);
+}
+
+static int save_file(trainer *t, const char *path, int checkpoint, const char *metrics_json,
+                     ft_err *err)
+{
+    if (is_root(t))
+        ft_save_ex(path, &t->model, t->cfg->text, checkpoint ? &t->opt : NULL, &t->st,
+                   metrics_json, err);
+    return ft_mpi_agree(t->w, err);
+}
+
+static int checkpoint(trainer *t, ft_err *err)
+{
+    char path[1024];
+    ft_rundir_ckpt_path(t->cfg->run_dir, t->st.step, path, sizeof path);
+    if (save_file(t, path, 1, NULL, err))
+        return err->code;
+    if (is_root(t)) {
+        ft_rundir_prune(t->cfg->run_dir, t->cfg->keep_last);
+        log_json(t, "{\"type\":\"checkpoint\",\"step\":%ld,\"path\":\"%s\"}\n", t->st.step,
+                 path);
+    }
+    return FT_OK;
+}
+
+static char *metrics_to_json(const ft_metrics *m)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    ft_metrics_json(m, f);
+    fclose(f);
+    /* strip the trailing newline for embedding */
+    while (len && (buf[len - 1] == '\n'))
+        buf[--len] = '\0';
+    return buf;
+}
+
+static int evaluate(trainer *t, const char *when, ft_err *err)
+{
+    if (!t->have_eval)
+        return FT_OK;
+    if (ft_evaluate(t->w, &t->model, &t->eval, &t->metrics, err))
+        return err->code;
+    ft_metrics_summary s = ft_metrics_summarize(&t->metrics);
+    double v = ft_metrics_value(&s, t->cfg->best_metric);
+    t->st.last_metric = v;
+    int better = isnan(t->st.best_metric) ||
+                 (t->higher_is_better ? v > t->st.best_metric : v < t->st.best_metric);
+    char *json = is_root(t) ? metrics_to_json(&t->metrics) : NULL;
+    if (is_root(t)) {
+        ft_progress_print(&t->progress,
+                          "eval %-8s step %6ld  loss %.4f  accuracy %.4f  macro-F1 %.4f%s\n", when,
+                          t->st.step, s.loss, s.accuracy, s.macro_f1,
+                          better && t->st.step > 0 ? "  (best)" : "");
+        log_json(t, "{\"type\":\"eval\",\"when\":\"%s\",\"step\":%ld,\"epoch\":%ld,\"metrics\":%s}\n",
+                 when, t->st.step, t->st.epoch, json ? json : "{}");
+    }
+    int rc = FT_OK;
+    if (better && t->st.step > 0) {
+        t->st.best_metric = v;
+        t->st.best_step = t->st.step;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/best.h5", t->cfg->run_dir);
+        rc = save_file(t, path, 0, json, err);
+    }
+    free(json);
+    return rc;
+}
+
+static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
+{
+    ft_config *c = t->cfg;
+    ft_mpi *w = t->w;
+
+    ft_mpi_set_blas_threads(w, c->threads);
+    if (is_root(t))
+        ft_rundir_prepare(c->run_dir, err);
+    if (ft_mpi_agree(w, err))
+        return err->code;
+
+    if (ft_model_build(&t->model, &c->input, c->layers, c->nlayers, err) == FT_OK &&
+        t->model.ngrads == 0)
+        ft_fail(err, FT_EINPUT, "%s: nothing to train: every layer with parameters is frozen",
+                c->origin);
+    if (!err->code && c->nclass_weights && c->nclass_weights != t->model.classes)
+        ft_fail(err, FT_EINPUT,
+                "%s: train.loss.class_weights has %d entries but the model has %d classes",
+                c->origin, c->nclass_weights, t->model.classes);
+    if (ft_mpi_agree(w, err))
+        return err->code;
+
+    /* data: every rank opens the files, reading only its own rows later */
+    if (ft_dataset_open(&t->train, c->train_path, NULL, err) == FT_OK)
+        ft_check_data_fits(&t->train, &t->model, err);
+    if (!err->code && c->eval_path[0]) {
+        if (ft_dataset_open(&t->eval, c->eval_path, NULL, err) == FT_OK &&
+            ft_check_data_fits(&t->eval, &t->model, err) == FT_OK)
+            t->have_eval = 1;
+    }
+    if (ft_mpi_agree(w, err))
+        return err->code;
+
+    uint64_t B = (uint64_t)c->batch_size;
+    t->local_max = (int)((B + (uint64_t)w->size - 1) / (uint64_t)w->size);
+    int rows = t->local_max > c->eval_batch_size ? t->local_max : c->eval_batch_size;
+    if (ft_model_alloc(&t->model, rows, err) == FT_OK &&
+        ft_optim_init(&t->opt, &c->optim, &t->model, err) == FT_OK &&
+        ft_gradsync_init(&t->gs, w, t->model.grads, t->model.ngrads, BUCKET_BYTES, err) == FT_OK &&
+        ft_metrics_init(&t->metrics, t->model.classes) == 0) {
+        size_t nl = (size_t)t->local_max;
+        t->x = ft_alloc_floats(nl * t->train.sample_floats, err);
+        t->probs = ft_alloc_floats(nl * (size_t)t->model.classes, err);
+        t->dlogits = ft_alloc_floats(nl * (size_t)t->model.classes, err);
+        t->y = ft_calloc(nl, sizeof *t->y, err);
+        t->ids = ft_calloc(nl, sizeof *t->ids, err);
+        t->order = ft_calloc(t->train.n, sizeof *t->order, err);
+    }
+    if (ft_mpi_agree(w, err))
+        return err->code;
+    t->model.grad_ready = ft_gradsync_ready;
+    t->model.grad_ready_user = &t->gs;
+
+    t->st.seed = c->seed;
+    t->st.best_metric = NAN;
+    t->st.last_metric = NAN;
+    t->higher_is_better = strcmp(c->best_metric, "loss") != 0;
+    char resume_path[1024];
+    resolve_resume(t, opts->resume, resume_path, sizeof resume_path, err);
+    if (load_weights(t, resume_path[0] ? resume_path : NULL, err))
+        return err->code;
+    if (resume_path[0] && is_root(t))
+        printf("resuming from %s at step %ld (epoch %ld, sample %llu of %llu)\n", resume_path,
+               t->st.step, t->st.epoch + 1, (unsigned long long)t->st.epoch_pos,
+               (unsigned long long)t->train.n);
+    t->st.world_size = w->size;
+
+    t->xent.classes = t->model.classes;
+    t->xent.smoothing = c->label_smoothing;
+    t->xent.class_weights = c->class_weights;
+
+    long micro = (long)((t->train.n + B - 1) / B);
+    t->steps_per_epoch = (micro + c->accum_steps - 1) / c->accum_steps;
+    t->total_steps = t->steps_per_epoch * c->epochs;
+    if (c->max_steps > 0 && c->max_steps < t->total_steps)
+        t->total_steps = c->max_steps;
+    if (c->schedule.type == FT_SCHED_COSINE && c->schedule.total_steps <= 0)
+        c->schedule.total_steps = t->total_steps;
+
+    if (is_root(t)) {
+        char path[1100];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir);
+        t->log = fopen(path, "a");
+        if (!t->log)
+            fprintf(stderr, "ftune: warning: cannot write %s\n", path);
+        ft_model_mem mem = ft_model_memory(&t->model);
+        size_t opt_bytes = t->opt.nstate * sizeof(float);
+        size_t data_bytes = (size_t)t->local_max *
+                                (t->train.sample_floats * sizeof(float) + sizeof(int) +
+                                 sizeof(uint64_t) + 2 * (size_t)t->model.classes * sizeof(float)) +
+                            t->train.n * sizeof(uint64_t);
+        printf("ftune %s: %d rank%s x %d BLAS thread%s, %llu training samples, global batch %d, "
+               "%ld steps\n",
+               FTUNE_VERSION, w->size, w->size > 1 ? "s" : "", w->blas_threads,
+               w->blas_threads > 1 ? "s" : "", (unsigned long long)t->train.n, c->batch_size,
+               t->total_steps);
+        printf("model: %d layers, %zu parameters, %zu trainable (first trainable layer: '%s')\n",
+               t->model.nlayers, t->model.nparams, t->model.ngrads,
+               t->model.layers[t->model.first_trainable].name);
+        printf("memory per rank: parameters %.2f MiB, gradients %.2f MiB, optimizer %.2f MiB, "
+               "activations %.2f MiB, workspace %.2f MiB, data buffers %.2f MiB\n",
+               mem.params / 1048576.0, mem.grads / 1048576.0, opt_bytes / 1048576.0,
+               mem.activations / 1048576.0, mem.workspace / 1048576.0, data_bytes / 1048576.0);
+        fflush(stdout);
+    }
+    ft_progress_init(&t->progress, c->progress, t->total_steps);
+    return FT_OK;
+}
+
+/* One optimizer step: up to accum_steps micro-batches of the global batch. */
+static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_err *err)
+{
+    ft_config *c = t->cfg;
+    ft_mpi *w = t->w;
+    uint64_t N = t->train.n, B = (uint64_t)c->batch_size;
+    uint64_t pos = t->st.epoch_pos;
+    long remaining = (long)((N - pos + B - 1) / B);
+    int micro = remaining < c->accum_steps ? (int)remaining : c->accum_steps;
+    double loss_local = 0;
+    *samples_out = 0;
+
+    ft_model_zero_grads(&t->model);
+    for (int a = 0; a < micro; a++) {
+        uint64_t bsz = N - pos < B ? N - pos : B;
+        uint64_t begin, len;
+        ft_split(bsz, w->size, w->rank, &begin, &len);
+        int n = (int)len;
+        for (int i = 0; i < n; i++)
+            t->ids[i] = t->order[pos + begin + (uint64_t)i];
+        ft_err_clear(err);
+        if (n > 0)
+            ft_dataset_read(&t->train, t->ids, n, t->x, t->y, err);
+        /* the loss denominator is global: sum of sample weights over ranks */
+        double pre[2] = {err->code ? 0 : ft_xent_weight_sum(&t->xent, t->y, n), 0};
+        ft_mpi_sum_doubles(w, pre, 1);
+        if (ft_mpi_agree(w, err))
+            return err->code;
+        double denom = pre[0] > 0 ? pre[0] : 1;
+
+        ft_ctx ctx = {0};
+        ctx.n = n;
+        ctx.training = 1;
+        ctx.seed = c->seed;
+        ctx.epoch = (uint64_t)t->st.epoch;
+        ctx.sample_ids = t->ids;
+        ctx.reduce = w->size > 1 ? ft_mpi_reduce_cb : NULL;
+        ctx.reduce_user = w;
+        if (a == micro - 1)
+            ft_gradsync_begin(&t->gs);
+        const float *logits = ft_model_forward(&t->model, &ctx, t->x);
+        double wsum;
+        double lsum = ft_xent_forward(&t->xent, logits, t->y, n, t->probs, &wsum, NULL);
+        ft_xent_backward(&t->xent, t->probs, t->y, n, (float)(1.0 / (denom * micro)),
+                         t->dlogits);
+        ft_model_backward(&t->model, &ctx, t->dlogits);
+        loss_local += lsum / denom / micro;
+        pos += bsz;
+        *samples_out += bsz;
+    }
+    ft_gradsync_finish(&t->gs);
+
+    /* identical gradients on every rank, so every rank decides the same */
+    double norm = ft_grad_norm(t->model.grads, t->model.ngrads);
+    if (!isfinite(norm)) {
+        if (is_root(t))
+            ft_progress_print(&t->progress,
+                              "warning: step %ld: non-finite gradient, update skipped\n",
+                              t->st.step + 1);
+    } else {
+        if (c->clip_grad_norm > 0)
+            ft_clip_grad_norm(t->model.grads, t->model.ngrads, c->clip_grad_norm);
+        float lr = ft_schedule_lr(&c->schedule, c->optim.lr, t->st.step);
+        ft_optim_step(&t->opt, &t->model, lr);
+    }
+    t->st.step++;
+    t->st.epoch_pos = pos;
+    t->st.samples_seen += *samples_out;
+    *loss_out = loss_local;
+    return FT_OK;
+}
+
+static int run(trainer *t, ft_err *err)
+{
+    ft_config *c = t->cfg;
+    int fresh = t->st.step == 0 && t->st.epoch == 0 && t->st.epoch_pos == 0;
+    if (fresh && evaluate(t, "baseline", err))
+        return err->code;
+
+    double log_loss = 0, t_log = ft_now(), shown_loss = NAN;
+    long log_steps = 0;
+    uint64_t log_samples = 0;
+    int stop = 0;
+    for (; t->st.epoch < c->epochs && !stop; t->st.epoch++, t->st.epoch_pos = 0) {
+        if (ft_epoch_order(t->train.n, c->seed, (uint64_t)t->st.epoch, c->shuffle, t->order))
+            return ft_fail(err, FT_ERUNTIME, "cannot build the epoch order");
+        while (t->st.epoch_pos < t->train.n) {
+            if (c->max_steps > 0 && t->st.step >= c->max_steps) {
+                stop = 1;
+                break;
+            }
+            double loss;
+            uint64_t samples;
+            if (train_step(t, &loss, &samples, err))
+                return err->code;
+            log_loss += loss;
+            log_steps++;
+            log_samples += samples;
+            long step = t->st.step;
+            int last = step == t->total_steps;
+            if (step % c->log_every == 0 || last) {
+                double buf[1] = {log_loss};
+                ft_mpi_sum_doubles(t->w, buf, 1);
+                double now = ft_now();
+                double sps = (double)log_samples / (now - t_log > 1e-9 ? now - t_log : 1e-9);
+                shown_loss = buf[0] / (double)log_steps;
+                float lr = ft_schedule_lr(&c->schedule, c->optim.lr, step - 1);
+                if (is_root(t)) {
+                    if (!t->progress.bar)
+                        ft_progress_print(&t->progress,
+                                          "epoch %ld step %ld/%ld  loss %.4f  lr %.5g  %.0f "
+                                          "samples/s\n",
+                                          t->st.epoch + 1, step, t->total_steps, shown_loss, lr,
+                                          sps);
+                    log_json(t,
+                             "{\"type\":\"train\",\"step\":%ld,\"epoch\":%ld,\"loss\":%.6g,"
+                             "\"lr\":%.6g,\"samples_per_s\":%.1f}\n",
+                             step, t->st.epoch, shown_loss, lr, sps);
+                }
+                log_loss = 0;
+                log_steps = 0;
+                log_samples = 0;
+                t_log = now;
+            }
+            if (is_root(t))
+                ft_progress_update(&t->progress, (int)t->st.epoch, c->epochs, step, shown_loss,
+                                   0);
+            if (c->eval_every > 0 && step % c->eval_every == 0 && !last &&
+                evaluate(t, "periodic", err))
+                return err->code;
+            if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && !last &&
+                checkpoint(t, err))
+                return err->code;
+        }
+        if (stop)
+            break;
+    }
+    if (t->st.epoch >= c->epochs) { /* normalise: finished */
+        t->st.epoch = c->epochs;
+        t->st.epoch_pos = 0;
+    }
+    if (is_root(t))
+        ft_progress_done(&t->progress);
+    if (evaluate(t, "final", err))
+        return err->code;
+    if (checkpoint(t, err))
+        return err->code;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/model.h5", c->run_dir);
+    char *json = t->have_eval && is_root(t) ? metrics_to_json(&t->metrics) : NULL;
+    int rc = save_file(t, path, 0, json, err);
+    free(json);
+    if (rc)
+        return rc;
+    if (is_root(t)) {
+        if (t->have_eval) {
+            printf("\nevaluation of %s on %s:\n", path, c->eval_path);
+            ft_metrics_print(&t->metrics, stdout);
+        }
+        printf("model written to %s\n", path);
+        fflush(stdout);
+    }
+    return FT_OK;
+}
+
+static void cleanup(trainer *t)
+{
+    if (t->log)
+        fclose(t->log);
+    ft_free_floats(t->x);
+    ft_free_floats(t->probs);
+    ft_free_floats(t->dlogits);
+    free(t->y);
+    free(t->ids);
+    free(t->order);
+    ft_gradsync_free(&t->gs);
+    ft_metrics_free(&t->metrics);
+    ft_optim_free(&t->opt);
+    ft_model_free(&t->model);
+    if (t->have_eval || t->eval.n)
+        ft_dataset_close(&t->eval);
+    ft_dataset_close(&t->train);
+}
+
+int ft_train(ft_mpi *w, ft_config *cfg, const ft_train_opts *opts, ft_err *err)
+{
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.w = w;
+    t.cfg = cfg;
+    ft_err_clear(err);
+    int rc = setup(&t, opts, err);
+    if (!rc)
+        rc = run(&t, err);
+    cleanup(&t);
+    return rc;
+}
