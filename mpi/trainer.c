@@ -4,6 +4,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,7 @@ static int load_weights(trainer *t, const char *resume_path, ft_err *err)
     if (is_root(t)) {
         if (resume_path) {
             if (!ft_load_weights(resume_path, &t->model, NULL, 0, 1, warn_cb, NULL, err))
-                ft_load_train_state(resume_path, &t->opt, &t->st, err);
+                ft_load_train_state(resume_path, &t->model, &t->opt, &t->st, err);
         } else if (c->pretrained[0]) {
             const char *reinit[FT_MAX_LAYERS];
             for (int i = 0; i < c->nreinit && i < FT_MAX_LAYERS; i++)
@@ -96,8 +97,11 @@ static int resolve_resume(trainer *t, const char *resume, char *path, size_t len
             ft_err e2 = {0};
             if (ft_model_build(&probe, &t->cfg->input, t->cfg->layers, t->cfg->nlayers, &e2) ==
                     FT_OK &&
-                ft_load_weights(paths[i], &probe, NULL, 0, 1, NULL, NULL, &e2) == FT_OK)
-                snprintf(path, len, "%s", paths[i]);
+                ft_load_weights(paths[i], &probe, NULL, 0, 1, NULL, NULL, &e2) == FT_OK) {
+                size_t k = strnlen(paths[i], len - 1);
+                memcpy(path, paths[i], k);
+                path[k] = '\0';
+            }
             else
                 fprintf(stderr, "ftune: warning: skipping checkpoint %s: %s\n", paths[i], e2.msg);
             ft_model_free(&probe);
@@ -393,8 +397,8 @@ static int run(trainer *t, ft_err *err)
                 stop = 1;
                 break;
             }
-            double loss;
-            uint64_t samples;
+            double loss = 0;
+            uint64_t samples = 0;
             if (train_step(t, &loss, &samples, err))
                 return err->code;
             log_loss += loss;

@@ -1,6 +1,7 @@
 /* The model: arena sizes under freezing, frozen prefix and frozen middle
  * layers, and the whole-model gradient against finite differences. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
