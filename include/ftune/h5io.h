@@ -28,24 +28,39 @@ typedef struct ft_train_state {
  * the optimizer state and training state (a checkpoint). */
 int ft_save(const char *path, const ft_model *m, const char *config_text, const ft_optim *o,
             const ft_train_state *st, ft_err *err);
+/* ft_save plus metrics_json (may be NULL), stored as the root attribute
+ * "metrics" and shown by ft_inspect. Failures are FT_ERUNTIME and name path;
+ * the temporary file is removed and path is left as it was. */
+int ft_save_ex(const char *path, const ft_model *m, const char *config_text, const ft_optim *o,
+               const ft_train_state *st, const char *metrics_json, ft_err *err);
 
 /* Reads the config text stored in a model or checkpoint file (malloc'd). */
 int ft_load_config_text(const char *path, char **text, ft_err *err);
 
 /* Loads parameters by layer name into m. Layers named in reinit are skipped
  * (they keep their fresh initialisation). A shape mismatch on any other layer
- * is an error naming the layer and both shapes; a model layer absent from the
- * file is an error unless strict == 0; layers in the file but not in the
- * model are reported through warn (may be NULL). */
+ * is an error naming the layer and both shapes; a model layer with parameters
+ * that is absent from the file is an error unless strict == 0 (then it is
+ * reported through warn and keeps its initialisation; parameter-free layers
+ * may always be absent); layers in the file but not in the model are
+ * reported through warn (may be NULL). The file's parameter checksum is
+ * verified and every check is made before m is modified. */
 typedef void (*ft_warn_fn)(const char *msg, void *user);
 int ft_load_weights(const char *path, ft_model *m, const char *const *reinit, int nreinit,
                     int strict, ft_warn_fn warn, void *user, ft_err *err);
 
 /* Loads optimizer and training state from a checkpoint (weights via
- * ft_load_weights). o must be initialised for the same model. */
-int ft_load_train_state(const char *path, ft_optim *o, ft_train_state *st, ft_err *err);
+ * ft_load_weights). o must be initialised (ft_optim_init) for m with the
+ * checkpoint's optimizer type; state is matched to m's trainable parameters
+ * by layer and parameter name, and a different trainable set is FT_EINPUT. */
+int ft_load_train_state(const char *path, const ft_model *m, ft_optim *o, ft_train_state *st,
+                        ft_err *err);
 
-/* Summary of a file for `ftune inspect` (prints to f). */
+/* Summary of a file for `ftune inspect` (prints to f): format, versions,
+ * layers with shapes and counts, totals, training state and metrics. The
+ * parameter checksum is verified; a mismatch is reported (after the summary)
+ * as FT_EINPUT. ft_inspect_json prints the same as one JSON object. */
 int ft_inspect(const char *path, void *f /* FILE* */, ft_err *err);
+int ft_inspect_json(const char *path, void *f /* FILE* */, ft_err *err);
 
 #endif
