@@ -131,8 +131,8 @@ static int save_file(trainer *t, const char *path, int checkpoint, const char *m
                      ft_err *err)
 {
     if (is_root(t))
-        ft_save_ex(path, &t->model, t->cfg->text, checkpoint ? &t->opt : NULL, &t->st,
-                   metrics_json, err);
+        ft_save_ex(path, &t->model, t->cfg->text, checkpoint ? &t->opt : NULL,
+                   checkpoint ? &t->st : NULL, metrics_json, err);
     return ft_mpi_agree(t->w, err);
 }
 
