@@ -79,7 +79,7 @@ int cmd_train(int argc, char **argv)
         ft_train_opts opts = {resume};
         rc = ft_train(&w, &cfg, &opts, &err);
     }
-    if (rc && w.rank == 0)
+    if (rc && rc != FT_EXIT_REQUEUE && w.rank == 0)
         fprintf(stderr, "ftune train: %s\n", err.msg);
     ft_config_free(&cfg);
     ft_mpi_finalize();

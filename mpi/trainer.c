@@ -4,6 +4,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,21 @@
 #include "rundir.h"
 
 #define BUCKET_BYTES (4u << 20)
+
+/* Set by SIGUSR1/SIGTERM (Slurm preemption, time limit); acted on at the next
+ * step boundary once all ranks agree. */
+static volatile sig_atomic_t stop_requested = 0;
+static void on_stop_signal(int sig) { stop_requested = sig; }
+
+static void install_signal_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 typedef struct trainer {
     ft_mpi *w;
@@ -330,10 +346,15 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
         if (n > 0)
             ft_dataset_read(&t->train, t->ids, n, t->x, t->y, err);
         /* the loss denominator is global: sum of sample weights over ranks */
-        double pre[2] = {err->code ? 0 : ft_xent_weight_sum(&t->xent, t->y, n), 0};
-        ft_mpi_sum_doubles(w, pre, 1);
+        /* one small all-reduce: the global loss denominator (sum of sample
+         * weights) and whether any rank was asked to stop */
+        double pre[2] = {err->code ? 0 : ft_xent_weight_sum(&t->xent, t->y, n),
+                         stop_requested ? 1 : 0};
+        ft_mpi_sum_doubles(w, pre, 2);
         if (ft_mpi_agree(w, err))
             return err->code;
+        if (a == 0 && pre[1] > 0)
+            return FT_STOPPED;
         double denom = pre[0] > 0 ? pre[0] : 1;
 
         ft_ctx ctx = {0};
@@ -378,6 +399,23 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
     return FT_OK;
 }
 
+/* Every rank saw the stop request at the same step boundary: write one
+ * checkpoint of the state before this step and tell the caller to requeue. */
+static int stop_with_checkpoint(trainer *t, ft_err *err)
+{
+    if (is_root(t))
+        ft_progress_done(&t->progress);
+    if (checkpoint(t, err))
+        return err->code;
+    if (is_root(t)) {
+        printf("stop requested (signal): checkpoint written at step %ld; exiting with code %d "
+               "so the job can be requeued and resumed with --resume\n",
+               t->st.step, FT_EXIT_REQUEUE);
+        fflush(stdout);
+    }
+    return FT_EXIT_REQUEUE;
+}
+
 static int run(trainer *t, ft_err *err)
 {
     ft_config *c = t->cfg;
@@ -399,8 +437,11 @@ static int run(trainer *t, ft_err *err)
             }
             double loss = 0;
             uint64_t samples = 0;
-            if (train_step(t, &loss, &samples, err))
-                return err->code;
+            int rc = train_step(t, &loss, &samples, err);
+            if (rc == FT_STOPPED)
+                return stop_with_checkpoint(t, err);
+            if (rc)
+                return rc;
             log_loss += loss;
             log_steps++;
             log_samples += samples;
@@ -497,6 +538,7 @@ int ft_train(ft_mpi *w, ft_config *cfg, const ft_train_opts *opts, ft_err *err)
     t.w = w;
     t.cfg = cfg;
     ft_err_clear(err);
+    install_signal_handlers();
     int rc = setup(&t, opts, err);
     if (!rc)
         rc = run(&t, err);

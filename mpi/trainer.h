@@ -5,6 +5,12 @@
 #include "ftune/config.h"
 #include "runtime.h"
 
+/* Exit code after SIGUSR1/SIGTERM: a checkpoint was written, requeue the job
+ * and resume with --resume (EX_TEMPFAIL). */
+#define FT_EXIT_REQUEUE 75
+/* internal: train_step saw an agreed stop request */
+#define FT_STOPPED (-1)
+
 typedef struct ft_train_opts {
     const char *resume; /* NULL: fresh run; "auto": newest checkpoint if any; else a path */
 } ft_train_opts;
