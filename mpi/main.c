@@ -18,6 +18,12 @@ static void usage(FILE *f)
           "  inspect FILE   layers, shapes, trainable/frozen, parameter counts, stored state\n"
           "  data import-idx|import-csv ...\n"
           "                 convert MNIST-style IDX or CSV files into ftune datasets\n"
+          "  import keras|safetensors ...\n"
+          "                 turn a Keras .h5 or a safetensors file into an ftune model\n"
+          "  export MODEL --format safetensors\n"
+          "                 write a model with PyTorch names and layouts\n"
+          "  report RUNDIR ...\n"
+          "                 tabulate the final metrics of several runs\n"
           "\n"
           "  ftune <command> --help   options of one command\n"
           "  ftune --version\n"
@@ -49,6 +55,19 @@ int main(int argc, char **argv)
         return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "data"))
         return cmd_data(argc - 1, argv + 1);
+    int (*more)(int, char **) = NULL;
+    if (!strcmp(cmd, "import"))
+        more = cmd_import;
+    else if (!strcmp(cmd, "export"))
+        more = cmd_export;
+    else if (!strcmp(cmd, "report"))
+        more = cmd_report;
+    if (more)
+        return more(argc - 1, argv + 1);
+    if (!strcmp(cmd, "import") || !strcmp(cmd, "export") || !strcmp(cmd, "report")) {
+        fprintf(stderr, "ftune: '%s' is not available in this build\n", cmd);
+        return 2;
+    }
     fprintf(stderr, "ftune: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
