@@ -3,7 +3,7 @@
 #
 #   scripts/install-deps.sh                  required packages; silent when all are present
 #   scripts/install-deps.sh --with-optional  also python3-torch, python3-h5py, clang-format,
-#                                            cppcheck, valgrind (best effort, never fatal)
+#                                            cppcheck, valgrind, slurm-wlm, munge (best effort, never fatal)
 #   scripts/install-deps.sh --check          report only, install nothing
 #   scripts/install-deps.sh --print          print install lines for apt, dnf/yum, modules, Spack
 #
@@ -21,7 +21,7 @@ set -euo pipefail
 
 REQUIRED=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
     libhdf5-openmpi-dev hdf5-tools libconfig-dev zlib1g-dev dataset-fashion-mnist)
-OPTIONAL=(python3-torch python3-h5py clang-format cppcheck valgrind)
+OPTIONAL=(python3-torch python3-h5py clang-format cppcheck valgrind slurm-wlm munge)
 
 with_optional=0
 mode=install
