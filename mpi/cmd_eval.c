@@ -3,10 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
-#include "evaluate.h"
 #include "ftune/config.h"
 #include "ftune/h5io.h"
+
+#include "commands.h"
+#include "evaluate.h"
 #include "runtime.h"
 
 static void eval_usage(FILE *f)
@@ -21,8 +22,8 @@ static void eval_usage(FILE *f)
           f);
 }
 
-static int evaluate_model(const ft_mpi *w, const char *model_path, const char *data_path,
-                          int batch, int json, ft_err *err)
+static int evaluate_model(const ft_mpi *w, const char *model_path, const char *data_path, int batch,
+                          int json, ft_err *err)
 {
     char *text = NULL;
     ft_config cfg;

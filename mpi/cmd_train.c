@@ -3,8 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "commands.h"
 #include "ftune/config.h"
+
+#include "commands.h"
 #include "runtime.h"
 #include "trainer.h"
 

@@ -7,6 +7,7 @@
 #include "ftune/data.h"
 #include "ftune/metrics.h"
 #include "ftune/model.h"
+
 #include "runtime.h"
 
 /* Collective. On return every rank holds the summed metrics. */

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "ftune/layer.h"
+
 #include "runtime.h"
 
 typedef struct ft_gradsync {

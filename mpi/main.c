@@ -2,8 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "commands.h"
 #include "ftune/version.h"
+
+#include "commands.h"
 
 static void usage(FILE *f)
 {

@@ -48,9 +48,10 @@ void ft_progress_update(ft_progress *p, int epoch, int epochs, long step, double
     bar[30] = '\0';
     double elapsed = now - p->t_start;
     long eta = frac > 0 ? (long)(elapsed / frac - elapsed) : 0;
-    fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %3.0f%% step %ld/%ld loss %.4f %.0f samples/s ETA %ld:%02ld",
-            epoch + 1, epochs, bar, 100 * frac, step, p->total_steps, loss, samples_per_s,
-            eta / 60, eta % 60);
+    fprintf(stderr,
+            "\r\033[Kepoch %d/%d [%s] %3.0f%% step %ld/%ld loss %.4f %.0f samples/s ETA %ld:%02ld",
+            epoch + 1, epochs, bar, 100 * frac, step, p->total_steps, loss, samples_per_s, eta / 60,
+            eta % 60);
     fflush(stderr);
     p->drawn = 1;
 }
@@ -65,4 +66,7 @@ void ft_progress_print(ft_progress *p, const char *fmt, ...)
     fflush(stdout);
 }
 
-void ft_progress_done(ft_progress *p) { clear_bar(p); }
+void ft_progress_done(ft_progress *p)
+{
+    clear_bar(p);
+}

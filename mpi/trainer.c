@@ -10,12 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "evaluate.h"
 #include "ftune/data.h"
 #include "ftune/h5io.h"
 #include "ftune/loss.h"
 #include "ftune/metrics.h"
 #include "ftune/version.h"
+
+#include "evaluate.h"
 #include "gradsync.h"
 #include "progress.h"
 #include "rundir.h"
@@ -25,7 +26,10 @@
 /* Set by SIGUSR1/SIGTERM (Slurm preemption, time limit); acted on at the next
  * step boundary once all ranks agree. */
 static volatile sig_atomic_t stop_requested = 0;
-static void on_stop_signal(int sig) { stop_requested = sig; }
+static void on_stop_signal(int sig)
+{
+    stop_requested = sig;
+}
 
 static void install_signal_handlers(void)
 {
@@ -60,7 +64,10 @@ typedef struct trainer {
     int higher_is_better;
 } trainer;
 
-static int is_root(const trainer *t) { return t->w->rank == 0; }
+static int is_root(const trainer *t)
+{
+    return t->w->rank == 0;
+}
 
 static void warn_cb(const char *msg, void *user)
 {
@@ -117,8 +124,7 @@ static int resolve_resume(trainer *t, const char *resume, char *path, size_t len
                 size_t k = strnlen(paths[i], len - 1);
                 memcpy(path, paths[i], k);
                 path[k] = '\0';
-            }
-            else
+            } else
                 fprintf(stderr, "ftune: warning: skipping checkpoint %s: %s\n", paths[i], e2.msg);
             ft_model_free(&probe);
         }
@@ -160,8 +166,7 @@ static int checkpoint(trainer *t, ft_err *err)
         return err->code;
     if (is_root(t)) {
         ft_rundir_prune(t->cfg->run_dir, t->cfg->keep_last);
-        log_json(t, "{\"type\":\"checkpoint\",\"step\":%ld,\"path\":\"%s\"}\n", t->st.step,
-                 path);
+        log_json(t, "{\"type\":\"checkpoint\",\"step\":%ld,\"path\":\"%s\"}\n", t->st.step, path);
     }
     return FT_OK;
 }
@@ -194,11 +199,11 @@ static int evaluate(trainer *t, const char *when, ft_err *err)
                  (t->higher_is_better ? v > t->st.best_metric : v < t->st.best_metric);
     char *json = is_root(t) ? metrics_to_json(&t->metrics) : NULL;
     if (is_root(t)) {
-        ft_progress_print(&t->progress,
-                          "eval %-8s step %6ld  loss %.4f  accuracy %.4f  macro-F1 %.4f%s\n", when,
-                          t->st.step, s.loss, s.accuracy, s.macro_f1,
-                          better && t->st.step > 0 ? "  (best)" : "");
-        log_json(t, "{\"type\":\"eval\",\"when\":\"%s\",\"step\":%ld,\"epoch\":%ld,\"metrics\":%s}\n",
+        ft_progress_print(
+            &t->progress, "eval %-8s step %6ld  loss %.4f  accuracy %.4f  macro-F1 %.4f%s\n", when,
+            t->st.step, s.loss, s.accuracy, s.macro_f1, better && t->st.step > 0 ? "  (best)" : "");
+        log_json(t,
+                 "{\"type\":\"eval\",\"when\":\"%s\",\"step\":%ld,\"epoch\":%ld,\"metrics\":%s}\n",
                  when, t->st.step, t->st.epoch, json ? json : "{}");
     }
     int rc = FT_OK;
@@ -370,8 +375,7 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
         const float *logits = ft_model_forward(&t->model, &ctx, t->x);
         double wsum;
         double lsum = ft_xent_forward(&t->xent, logits, t->y, n, t->probs, &wsum, NULL);
-        ft_xent_backward(&t->xent, t->probs, t->y, n, (float)(1.0 / (denom * micro)),
-                         t->dlogits);
+        ft_xent_backward(&t->xent, t->probs, t->y, n, (float)(1.0 / (denom * micro)), t->dlogits);
         ft_model_backward(&t->model, &ctx, t->dlogits);
         loss_local += lsum / denom / micro;
         pos += bsz;
@@ -472,8 +476,7 @@ static int run(trainer *t, ft_err *err)
                 t_log = now;
             }
             if (is_root(t))
-                ft_progress_update(&t->progress, (int)t->st.epoch, c->epochs, step, shown_loss,
-                                   0);
+                ft_progress_update(&t->progress, (int)t->st.epoch, c->epochs, step, shown_loss, 0);
             if (c->eval_every > 0 && step % c->eval_every == 0 && !last &&
                 evaluate(t, "periodic", err))
                 return err->code;

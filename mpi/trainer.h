@@ -3,6 +3,7 @@
 #define FTUNE_TRAINER_H
 
 #include "ftune/config.h"
+
 #include "runtime.h"
 
 /* Exit code after SIGUSR1/SIGTERM: a checkpoint was written, requeue the job

@@ -89,4 +89,7 @@ void *ft_alloc_floats(size_t count, ft_err *err)
     return p;
 }
 
-void ft_free_floats(void *p) { free(p); }
+void ft_free_floats(void *p)
+{
+    free(p);
+}

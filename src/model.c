@@ -8,8 +8,14 @@
 
 #include "ftune/rng.h"
 
-static size_t layer_in_floats(const ft_layer *l) { return ft_shape_count(&l->in); }
-static size_t layer_out_floats(const ft_layer *l) { return ft_shape_count(&l->out); }
+static size_t layer_in_floats(const ft_layer *l)
+{
+    return ft_shape_count(&l->in);
+}
+static size_t layer_out_floats(const ft_layer *l)
+{
+    return ft_shape_count(&l->out);
+}
 
 static int layer_has_grads(const ft_layer *l)
 {
@@ -149,8 +155,7 @@ static void init_param(ft_param *p, uint64_t seed, uint64_t layer_hash, int j)
             p->data[k] = (2.0f * ft_rng_uniform(&r) - 1.0f) * p->init_bound;
         break;
     }
-    default:
-        memset(p->data, 0, p->count * sizeof(float));
+    default: memset(p->data, 0, p->count * sizeof(float));
     }
 }
 
@@ -167,7 +172,10 @@ void ft_model_init_params(ft_model *m, uint64_t seed)
         ft_model_init_layer(m, &m->layers[i], seed);
 }
 
-static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
 
 static float *alloc_rows(size_t floats_per_row, int rows, size_t *total, ft_err *err)
 {
@@ -319,15 +327,18 @@ ft_layer *ft_model_find(const ft_model *m, const char *name)
     return NULL;
 }
 
-size_t ft_model_trainable_count(const ft_model *m) { return m->ngrads; }
+size_t ft_model_trainable_count(const ft_model *m)
+{
+    return m->ngrads;
+}
 
 ft_model_mem ft_model_memory(const ft_model *m)
 {
     ft_model_mem r;
     r.params = m->nparams * sizeof(float);
     r.grads = m->ngrads * sizeof(float);
-    r.activations = (m->act_floats + m->prefix_floats + m->saved_floats + m->dbuf_floats) *
-                    sizeof(float);
+    r.activations =
+        (m->act_floats + m->prefix_floats + m->saved_floats + m->dbuf_floats) * sizeof(float);
     r.workspace = m->ws_floats * sizeof(float);
     return r;
 }

@@ -40,7 +40,10 @@ void ft_rng_seed(ft_rng *r, uint64_t key)
     }
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t ft_rng_next(ft_rng *r)
 {

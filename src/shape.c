@@ -44,8 +44,8 @@ ft_shape ft_shape3(int c, int h, int w)
     return s;
 }
 
-ft_param *ft_layer_add_param(ft_layer *l, const char *name, const ft_shape *shape,
-                             int learnable, int init, float init_bound)
+ft_param *ft_layer_add_param(ft_layer *l, const char *name, const ft_shape *shape, int learnable,
+                             int init, float init_bound)
 {
     if (l->nparams >= FT_MAX_PARAMS)
         return NULL;

@@ -66,8 +66,7 @@ typedef struct ft_config {
 
 /* Loads path and applies overrides "a.b.c=value" (value typed as libconfig
  * would parse it). */
-int ft_config_load(ft_config *c, const char *path, const char *const *sets, int nsets,
-                   ft_err *err);
+int ft_config_load(ft_config *c, const char *path, const char *const *sets, int nsets, ft_err *err);
 /* Loads from text (e.g. the copy stored in a model file); origin names it. */
 int ft_config_load_string(ft_config *c, const char *text, const char *origin, ft_err *err);
 void ft_config_free(ft_config *c);

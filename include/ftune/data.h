@@ -55,13 +55,13 @@ void ft_split(uint64_t count, int parts, int part, uint64_t *begin, uint64_t *le
 typedef struct ft_import_opts {
     const int *keep;
     int nkeep;
-    float scale; /* multiply raw values (IDX bytes) by this; 1/255 by default */
+    float scale;      /* multiply raw values (IDX bytes) by this; 1/255 by default */
     int label_column; /* CSV: column of the label (0-based), -1 = last */
     int header;       /* CSV: first line is a header (-1 = detect) */
 } ft_import_opts;
 
-int ft_import_idx(const char *images, const char *labels, const char *out,
-                  const ft_import_opts *o, uint64_t *written, ft_err *err);
+int ft_import_idx(const char *images, const char *labels, const char *out, const ft_import_opts *o,
+                  uint64_t *written, ft_err *err);
 int ft_import_csv(const char *csv, const char *out, const ft_import_opts *o, uint64_t *written,
                   ft_err *err);
 

@@ -18,12 +18,10 @@ typedef struct ft_err {
 
 /* Sets code and message (printf-style); returns code so callers can write
  * `return ft_fail(err, FT_EINPUT, "...")`. */
-int ft_fail(ft_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int ft_fail(ft_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prepends "prefix: " to an existing message (adds context on the way up). */
-int ft_err_prefix(ft_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int ft_err_prefix(ft_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void ft_err_clear(ft_err *err);
 

@@ -66,8 +66,8 @@ typedef struct ft_ctx {
 typedef struct ft_layer ft_layer;
 
 typedef struct ft_layer_ops {
-    const char *kind;          /* name used in configs and model files */
-    const ft_keydef *keys;     /* kind-specific settings, NULL-key terminated */
+    const char *kind;      /* name used in configs and model files */
+    const ft_keydef *keys; /* kind-specific settings, NULL-key terminated */
     /* Reads settings into l->priv. kv has been validated against keys. */
     int (*create)(ft_layer *l, const ft_kvlist *kv, ft_err *err);
     /* With l->in set: sets l->out and declares l->params (name, shape, count,
@@ -82,8 +82,8 @@ typedef struct ft_layer_ops {
     void (*forward)(ft_layer *l, const ft_ctx *c, const float *x, float *y, float *saved);
     /* Accumulates (+=) parameter gradients into p->grad where non-NULL, and
      * writes dx when dx != NULL (dx is NULL for the first trainable layer). */
-    void (*backward)(ft_layer *l, const ft_ctx *c, const float *x, const float *y,
-                     const float *dy, float *dx, const float *saved);
+    void (*backward)(ft_layer *l, const ft_ctx *c, const float *x, const float *y, const float *dy,
+                     float *dx, const float *saved);
     /* Frees priv contents; NULL means free(priv) is enough. */
     void (*destroy)(ft_layer *l);
 } ft_layer_ops;
@@ -108,8 +108,8 @@ const ft_layer_ops *ft_layer_kind(const char *kind);
 const ft_layer_ops *const *ft_layer_kinds(void);
 
 /* Convenience for layer files: declare parameter i. */
-ft_param *ft_layer_add_param(ft_layer *l, const char *name, const ft_shape *shape,
-                             int learnable, int init, float init_bound);
+ft_param *ft_layer_add_param(ft_layer *l, const char *name, const ft_shape *shape, int learnable,
+                             int init, float init_bound);
 
 /* Keys every layer accepts (handled by the model, not by the kind). */
 extern const ft_keydef ft_common_layer_keys[];

@@ -20,8 +20,8 @@ double ft_xent_forward(const ft_xent *x, const float *logits, const int *labels,
                        float *probs, double *weight_sum, float *losses);
 
 /* dlogits = scale * d(sum_i l_i)/dlogits. */
-void ft_xent_backward(const ft_xent *x, const float *probs, const int *labels, int n,
-                      float scale, float *dlogits);
+void ft_xent_backward(const ft_xent *x, const float *probs, const int *labels, int n, float scale,
+                      float *dlogits);
 
 /* Local sum of w[y_i] (the per-rank part of the denominator). */
 double ft_xent_weight_sum(const ft_xent *x, const int *labels, int n);

@@ -31,7 +31,7 @@ typedef struct ft_model {
     float *params;
     size_t nparams; /* floats in the parameter arena */
     float *grads;
-    size_t ngrads; /* floats in the gradient arena (trainable only) */
+    size_t ngrads;       /* floats in the gradient arena (trainable only) */
     int first_trainable; /* index; == nlayers when everything is frozen */
 
     /* activation memory, sized for max_batch rows */

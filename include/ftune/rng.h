@@ -19,8 +19,8 @@ typedef struct ft_rng {
 
 void ft_rng_seed(ft_rng *r, uint64_t key);
 uint64_t ft_rng_next(ft_rng *r);
-float ft_rng_uniform(ft_rng *r);            /* [0, 1) */
-float ft_rng_normal(ft_rng *r);             /* N(0, 1), Box-Muller */
+float ft_rng_uniform(ft_rng *r);              /* [0, 1) */
+float ft_rng_normal(ft_rng *r);               /* N(0, 1), Box-Muller */
 uint64_t ft_rng_below(ft_rng *r, uint64_t n); /* unbiased in [0, n) */
 
 /* Domain-separation tags for ft_key*, so streams never collide. */

@@ -9,6 +9,7 @@
 #include "ftune/model.h"
 #include "ftune/optim.h"
 #include "ftune/rng.h"
+
 #include "testutil.h"
 
 static ft_layer_spec spec(const char *name, const char *kind)

@@ -8,12 +8,10 @@
 extern int tu_failures;
 extern int tu_checks;
 
-#define CHECK(cond)                                                                        \
-    tu_check((cond), __FILE__, __LINE__, #cond)
-#define CHECK_NEAR(a, b, tol)                                                              \
+#define CHECK(cond) tu_check((cond), __FILE__, __LINE__, #cond)
+#define CHECK_NEAR(a, b, tol)                                                                      \
     tu_check_near((double)(a), (double)(b), (double)(tol), __FILE__, __LINE__, #a, #b)
-#define CHECK_STR_CONTAINS(hay, needle)                                                    \
-    tu_check_contains((hay), (needle), __FILE__, __LINE__)
+#define CHECK_STR_CONTAINS(hay, needle) tu_check_contains((hay), (needle), __FILE__, __LINE__)
 
 int tu_check(int ok, const char *file, int line, const char *expr);
 int tu_check_near(double a, double b, double tol, const char *file, int line, const char *ea,
