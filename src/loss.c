@@ -23,6 +23,10 @@ double ft_xent_forward(const ft_xent *x, const float *logits, const int *labels,
     const int C = x->classes;
     const double eps = x->smoothing;
     double total = 0.0, wsum = 0.0;
+    if (C < 1) {
+        *weight_sum = 0.0;
+        return 0.0;
+    }
     /* sum_c w[c], the smoothing term's weight on log-sum-exp */
     double wall = 0.0;
     for (int c = 0; c < C; c++)
@@ -38,6 +42,8 @@ double ft_xent_forward(const ft_xent *x, const float *logits, const int *labels,
         double se = 0.0;
         for (int c = 0; c < C; c++)
             se += exp((double)z[c] - zmax);
+        /* se >= 1 since the max term is exp(0); C >= 1 is checked above */
+        // cppcheck-suppress invalidFunctionArg
         const double lse = zmax + log(se);
         for (int c = 0; c < C; c++)
             p[c] = (float)exp((double)z[c] - lse);

@@ -54,9 +54,11 @@ static int rank_of(const float *x, int classes, int label)
 {
     const float v = x[label];
     int r = 0;
-    for (int j = 0; j < classes; j++)
-        if (x[j] > v || (x[j] == v && j < label))
+    for (int j = 0; j < classes; j++) {
+        const float xj = x[j];
+        if (xj > v || (xj == v && j < label))
             r++;
+    }
     return r;
 }
 
