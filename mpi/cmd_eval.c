@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "evaluate.h"
 #include "runtime.h"
+#include "slurm.h"
 
 static void eval_usage(FILE *f)
 {
@@ -98,8 +99,14 @@ int cmd_eval(int argc, char **argv)
         eval_usage(stderr);
         return 2;
     }
+    if (ft_slurm_precheck("ftune eval"))
+        return 2;
     ft_mpi w;
     ft_mpi_init(&w, &argc, &argv);
+    if (ft_slurm_check(&w, "ftune eval", stderr)) { /* stdout may be --json */
+        ft_mpi_finalize();
+        return 2;
+    }
     ft_mpi_set_blas_threads(&w, 0);
     ft_err err = {0};
     int rc = evaluate_model(&w, model, data, batch, json, &err);

@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "runtime.h"
+#include "slurm.h"
 #include "trainer.h"
 
 #define MAX_SETS 64
@@ -68,8 +69,14 @@ int cmd_train(int argc, char **argv)
         return 2;
     }
 
+    if (ft_slurm_precheck("ftune train")) /* srun without PMIx: before MPI_Init aborts */
+        return 2;
     ft_mpi w;
     ft_mpi_init(&w, &argc, &argv);
+    if (ft_slurm_check(&w, "ftune train", stdout)) {
+        ft_mpi_finalize();
+        return 2;
+    }
     ft_err err = {0};
     ft_config cfg;
     memset(&cfg, 0, sizeof cfg);
