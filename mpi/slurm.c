@@ -67,8 +67,8 @@ void ft_slurm_read(ft_slurm *s)
     /* mpirun/orted (Open MPI), srun --mpi=pmix (PMIx), srun --mpi=pmi2 and
      * MPICH-style launchers (PMI) */
     s->by_mpirun = env_set("OMPI_COMM_WORLD_SIZE");
-    s->mpi_launched = s->by_mpirun || env_set("PMIX_RANK") ||
-                      env_set("PMI_RANK") || env_set("PMI_SIZE");
+    s->mpi_launched =
+        s->by_mpirun || env_set("PMIX_RANK") || env_set("PMI_RANK") || env_set("PMI_SIZE");
 }
 
 static void explain(const ft_slurm *s, const char *cmd, int world)

@@ -25,19 +25,19 @@
 #include "runtime.h"
 
 typedef struct ft_slurm {
-    int in_job;          /* SLURM_JOB_ID is set */
-    char job_id[32];     /* SLURM_JOB_ID */
-    char array_job[32];  /* SLURM_ARRAY_JOB_ID ("" when not an array) */
-    long array_task;     /* SLURM_ARRAY_TASK_ID, -1 when not an array */
-    int nodes;           /* SLURM_JOB_NUM_NODES (or SLURM_NNODES), 0 if unknown */
-    int ntasks;          /* SLURM_NTASKS, 0 if unset */
-    int procid;          /* SLURM_PROCID, -1 if unset */
-    int restart_count;   /* SLURM_RESTART_COUNT, 0 if unset */
-    int cpus_per_task;   /* SLURM_CPUS_PER_TASK, 0 if unset */
-    int in_step;         /* started by srun: SLURM_STEP_ID is a job step number */
-    int step_tasks;      /* SLURM_STEP_NUM_TASKS (else SLURM_NTASKS) */
-    int mpi_launched;    /* an MPI launcher set up this process (see above) */
-    int by_mpirun;       /* Open MPI's mpirun/orted started it (OMPI_COMM_WORLD_SIZE) */
+    int in_job;         /* SLURM_JOB_ID is set */
+    char job_id[32];    /* SLURM_JOB_ID */
+    char array_job[32]; /* SLURM_ARRAY_JOB_ID ("" when not an array) */
+    long array_task;    /* SLURM_ARRAY_TASK_ID, -1 when not an array */
+    int nodes;          /* SLURM_JOB_NUM_NODES (or SLURM_NNODES), 0 if unknown */
+    int ntasks;         /* SLURM_NTASKS, 0 if unset */
+    int procid;         /* SLURM_PROCID, -1 if unset */
+    int restart_count;  /* SLURM_RESTART_COUNT, 0 if unset */
+    int cpus_per_task;  /* SLURM_CPUS_PER_TASK, 0 if unset */
+    int in_step;        /* started by srun: SLURM_STEP_ID is a job step number */
+    int step_tasks;     /* SLURM_STEP_NUM_TASKS (else SLURM_NTASKS) */
+    int mpi_launched;   /* an MPI launcher set up this process (see above) */
+    int by_mpirun;      /* Open MPI's mpirun/orted started it (OMPI_COMM_WORLD_SIZE) */
 } ft_slurm;
 
 /* Reads the environment (no MPI needed). */
