@@ -115,12 +115,65 @@ done:
     return best;
 }
 
+/* a replaces m (and idx its index) when it is larger, or NaN while m is not:
+ * the first maximum in scan order wins and the first NaN sticks. */
+#define MP_TAKE(m, mi, a, ai)                                                                       \
+    do {                                                                                           \
+        int take_ = (a) > (m) || ((a) != (a) && (m) == (m));                                       \
+        (m) = take_ ? (a) : (m);                                                                   \
+        (mi) = take_ ? (ai) : (mi);                                                                \
+    } while (0)
+
+/* The common 2x2, stride 2, no padding case (floor size: an odd last row or
+ * column is skipped, as in the general path). Same results, bit for bit. */
+static void maxpool_forward_2x2(const maxpool_cfg *p, size_t planes, const float *x, float *y,
+                                int32_t *arg)
+{
+    const int w = p->w, ow = p->ow, oh = p->oh;
+    const size_t hw = (size_t)p->h * w, ohw = (size_t)oh * ow;
+    for (size_t i = 0; i < planes; i++) {
+        const float *plane = x + i * hw;
+        float *yo = y + i * ohw;
+        int32_t *ao = arg ? arg + i * ohw : NULL;
+        for (int oy = 0; oy < oh; oy++) {
+            const float *r0 = plane + (size_t)(2 * oy) * w, *r1 = r0 + w;
+            float *yr = yo + (size_t)oy * ow;
+            if (!ao) {
+                for (int ox = 0; ox < ow; ox++) {
+                    float m = r0[2 * ox], a = r0[2 * ox + 1], b = r1[2 * ox], d = r1[2 * ox + 1];
+                    m = a > m || (a != a && m == m) ? a : m;
+                    m = b > m || (b != b && m == m) ? b : m;
+                    m = d > m || (d != d && m == m) ? d : m;
+                    yr[ox] = m;
+                }
+                continue;
+            }
+            int32_t *ar = ao + (size_t)oy * ow;
+            const int32_t base = 2 * oy * w;
+            for (int ox = 0; ox < ow; ox++) {
+                int32_t i0 = base + 2 * ox;
+                float m = r0[2 * ox];
+                int32_t mi = i0;
+                MP_TAKE(m, mi, r0[2 * ox + 1], i0 + 1);
+                MP_TAKE(m, mi, r1[2 * ox], i0 + w);
+                MP_TAKE(m, mi, r1[2 * ox + 1], i0 + w + 1);
+                yr[ox] = m;
+                ar[ox] = mi;
+            }
+        }
+    }
+}
+
 static void maxpool_forward(ft_layer *l, const ft_ctx *c, const float *x, float *y, float *saved)
 {
     const maxpool_cfg *p = l->priv;
     const size_t hw = (size_t)p->h * p->w, ohw = (size_t)p->oh * p->ow;
     const size_t planes = (size_t)(c->n > 0 ? c->n : 0) * p->c;
     int32_t *arg = (int32_t *)saved;
+    if (p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->ph == 0 && p->pw == 0) {
+        maxpool_forward_2x2(p, planes, x, y, arg);
+        return;
+    }
     for (size_t i = 0; i < planes; i++) {
         const float *plane = x + i * hw;
         float *yo = y + i * ohw;
