@@ -45,7 +45,11 @@ def parse_args(description):
     p.add_argument("--workdir", help="where temporary files go (default: the system's)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("-v", "--verbose", action="store_true", help="print every comparison")
-    return p.parse_args()
+    args = p.parse_args()
+    for k in ("ftune", "harness", "optim_harness", "source", "workdir"):
+        if getattr(args, k):
+            setattr(args, k, os.path.abspath(getattr(args, k)))
+    return args
 
 
 class Workdir:
