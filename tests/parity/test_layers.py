@@ -127,7 +127,9 @@ def make_cases(rng):
     # ties: integer values repeat inside windows; the first maximum (row-major) wins in both
     maxpool("maxpool_3_s2_p1_ties", rng.integers(-2, 3, size=(3, 2, 9, 9)), 3, stride=2,
             padding=1)
+    maxpool("maxpool_2_ties", rng.integers(-1, 2, size=(3, 2, 8, 7)), 2)
     maxpool("maxpool_2_no_saved", N((2, 3, 6, 6)), 2, saved=0)
+    maxpool("maxpool_2_ties_no_saved", rng.integers(-1, 2, size=(2, 2, 6, 6)), 2, saved=0)
 
     def avgpool(name, x, size, stride=None, padding=0):
         kv = {"size": size, "padding": padding}
