@@ -29,7 +29,8 @@ enum {
     K_INT_LIST, /* [1, 28, 28] */
     K_NUM_LIST, /* [0.9, 0.999] */
     K_STR_LIST, /* ["fc2"]; a single string is accepted */
-    K_LAYERS    /* ( { name = ...; type = ...; }, ... ) */
+    K_LAYERS,   /* ( { name = ...; type = ...; }, ... ) */
+    K_STR_MAP   /* { conv1 = "features.0"; ... }: a group of strings, any keys */
 };
 
 typedef struct keyspec {
@@ -53,6 +54,19 @@ static const keyspec data_keys[] = {
     {"train", K_STRING, 1, NULL, "training set (HDF5 file)", NULL},
     {"eval", K_STRING, 0, "", "evaluation set (HDF5 file); empty = no evaluation", NULL},
     {"shuffle", K_BOOL, 0, "true", "reshuffle the training set every epoch", NULL},
+    {"prefetch", K_BOOL, 0, "true",
+     "read the next batch on a background thread while the current one computes", NULL},
+    {NULL, 0, 0, NULL, NULL, NULL},
+};
+
+static const keyspec preprocess_keys[] = {
+    {"scale", K_FLOAT, 0, "1.0", "multiply every input value by this first", NULL},
+    {"mean", K_NUM_LIST, 0, NULL, "subtracted per channel after scaling (1 value or 1 per channel)",
+     NULL},
+    {"std", K_NUM_LIST, 0, NULL,
+     "divides per channel after the mean, > 0 (1 value or 1 per channel)", NULL},
+    {"layout", K_STRING, 0, "nchw",
+     "nchw | nhwc: layout of the stored samples (nhwc is transposed to [C, H, W])", NULL},
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -60,6 +74,8 @@ static const keyspec model_keys[] = {
     {"input", K_INT_LIST, 1, NULL,
      "per-sample input shape: [features] or [channels, height, width]", NULL},
     {"layers", K_LAYERS, 1, NULL, "the layers in order", NULL},
+    {"preprocess", K_GROUP, 0, NULL, "input scaling, per-channel normalisation, data layout",
+     preprocess_keys},
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -67,6 +83,9 @@ static const keyspec pretrained_keys[] = {
     {"file", K_STRING, 1, NULL, "model or checkpoint file whose weights are loaded (by layer name)",
      NULL},
     {"reinit", K_STR_LIST, 0, "[]", "layers initialised fresh instead of loaded (a new head)",
+     NULL},
+    {"map", K_STR_MAP, 0, NULL,
+     "ftune layer -> tensor name prefix in a safetensors file, e.g. { conv1 = \"features.0\"; }",
      NULL},
     {NULL, 0, 0, NULL, NULL, NULL},
 };
@@ -115,6 +134,10 @@ static const keyspec train_keys[] = {
     {"optimizer", K_GROUP, 0, NULL, "optimizer settings", optimizer_keys},
     {"schedule", K_GROUP, 0, NULL, "learning-rate schedule", schedule_keys},
     {"loss", K_GROUP, 0, NULL, "loss settings", loss_keys},
+    {"feature_cache", K_STRING, 0, "off",
+     "off | auto | memory | disk: compute the frozen prefix once per sample and reuse it", NULL},
+    {"feature_cache_mb", K_INT, 0, "4096",
+     "feature_cache = auto: the largest cache kept in memory per rank (MiB), else disk", NULL},
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -218,6 +241,7 @@ static const char *type_want(int t)
     case K_NUM_LIST: return "a list of numbers, e.g. [0.9, 0.999]";
     case K_STR_LIST: return "a list of strings, e.g. [\"fc2\"]";
     case K_LAYERS: return "a list of layers ( { name = ...; type = ...; }, ... )";
+    case K_STR_MAP: return "a group of strings, e.g. { conv1 = \"features.0\"; }";
     default: return "a value";
     }
 }
@@ -310,6 +334,12 @@ static const char *type_mismatch(int t, const config_setting_t *s)
         case CONFIG_TYPE_BOOL: return "a list containing a boolean";
         default: return "a list containing a list or group";
         }
+    case K_STR_MAP:
+        if (s->type != CONFIG_TYPE_GROUP)
+            break;
+        if (bad_elem(s, is_str))
+            return "a group with a value that is not a string";
+        return NULL;
     case K_LAYERS:
         /* `layers = [];` parses as an (empty) array; reported as empty later */
         ok = s->type == CONFIG_TYPE_LIST ||
@@ -768,6 +798,91 @@ static void load_model(loader *L, ft_config *c, const group *model)
         load_layer(L, c, config_setting_get_elem(ls, (unsigned)i), i);
 }
 
+/* A K_NUM_LIST as floats (malloc'd; *n = 0 and NULL when absent). */
+static float *get_floats(loader *L, const config_setting_t *s, int *n)
+{
+    *n = 0;
+    if (!s || L->rc)
+        return NULL;
+    int len = config_setting_length(s);
+    float *v = ft_calloc(len > 0 ? (size_t)len : 1, sizeof *v, L->err);
+    if (!v) {
+        L->rc = L->err->code;
+        return NULL;
+    }
+    for (int i = 0; i < len; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        v[i] =
+            (float)(is_int(e) ? (double)config_setting_get_int64(e) : config_setting_get_float(e));
+    }
+    *n = len;
+    return v;
+}
+
+/* model.preprocess (src/preprocess.c documents and checks it). */
+static void load_preprocess(loader *L, ft_config *c, const group *model)
+{
+    char path[] = "model.preprocess";
+    group g = subgroup(model, "preprocess", path);
+    ft_preprocess *p = &c->preprocess;
+    ft_preprocess_init(p);
+    if (!g.s || L->rc)
+        return;
+    p->scale = (float)get_float(L, &g, "scale", -INFINITY, 0, INFINITY, 0);
+    p->mean = get_floats(L, get(&g, "mean"), &p->nmean);
+    p->std = get_floats(L, get(&g, "std"), &p->nstd);
+    static const char *const layouts[] = {"nchw", "nhwc"};
+    static const int layout_val[] = {FT_LAYOUT_NCHW, FT_LAYOUT_NHWC};
+    p->layout = layout_val[get_choice(L, &g, "layout", "layout", layouts, 2)];
+    if (L->rc)
+        return;
+    ft_err e = {0};
+    if (ft_preprocess_check(p, &c->input, &e) != FT_OK) {
+        /* point at the offending key */
+        const char *key = strstr(e.msg, "preprocess.mean")     ? "mean"
+                          : strstr(e.msg, "preprocess.std")    ? "std"
+                          : strstr(e.msg, "preprocess.layout") ? "layout"
+                                                               : "scale";
+        fail_at(L, get(&g, key) ? get(&g, key) : g.s, "%s", e.msg);
+    }
+}
+
+/* pretrained.map: ftune layer -> tensor name prefix (safetensors). */
+static void load_map(loader *L, ft_config *c, const group *pre)
+{
+    const config_setting_t *m = get(pre, "map");
+    int n = m ? config_setting_length(m) : 0;
+    if (L->rc || n == 0)
+        return;
+    c->pretrained_map.v = ft_calloc((size_t)n, sizeof *c->pretrained_map.v, L->err);
+    if (!c->pretrained_map.v) {
+        L->rc = L->err->code;
+        return;
+    }
+    for (int i = 0; i < n && !L->rc; i++) {
+        const config_setting_t *e = config_setting_get_elem(m, (unsigned)i);
+        const char *v = config_setting_get_string(e);
+        if (find_layer(c, e->name) < 0) {
+            no_such_layer(L, c, e, "pretrained.map", e->name);
+            return;
+        }
+        if (strlen(v) >= FT_PREFIX_MAX) {
+            fail_at(L, e, "pretrained.map.%s is too long (at most %d characters)", e->name,
+                    FT_PREFIX_MAX - 1);
+            return;
+        }
+        for (int k = 0; k < c->pretrained_map.n; k++)
+            if (strcmp(c->pretrained_map.v[k].prefix, v) == 0) {
+                fail_at(L, e, "pretrained.map maps both '%s' and '%s' to \"%s\"",
+                        c->pretrained_map.v[k].layer, e->name, v);
+                return;
+            }
+        ft_name_map_entry *d = &c->pretrained_map.v[c->pretrained_map.n++];
+        snprintf(d->layer, sizeof d->layer, "%s", e->name);
+        snprintf(d->prefix, sizeof d->prefix, "%s", v);
+    }
+}
+
 /* freeze.upto, freeze.layers, pretrained.reinit: all name layers. */
 static void load_freeze(loader *L, ft_config *c, const group *freeze, const group *pre)
 {
@@ -836,6 +951,9 @@ static void load_train(loader *L, ft_config *c, const group *train)
     c->batch_size = (int)get_int(L, train, "batch_size", 1, INT_MAX);
     c->accum_steps = (int)get_int(L, train, "accum_steps", 1, INT_MAX);
     c->clip_grad_norm = (float)get_float(L, train, "clip_grad_norm", 0, 0, INFINITY, 0);
+    static const char *const cache_names[] = {"off", "auto", "memory", "disk"};
+    c->feature_cache = get_choice(L, train, "feature_cache", "feature cache", cache_names, 4);
+    c->feature_cache_mb = get_int(L, train, "feature_cache_mb", 0, INT_MAX);
 
     static const char *const opt_names[] = {"sgd", "adamw"};
     static const int opt_types[] = {FT_OPT_SGD, FT_OPT_ADAMW};
@@ -1286,9 +1404,12 @@ static int finish(loader *L, ft_config *c, const char *const *sets, int nsets)
         fail_at(L, get(&data, "train"), "data.train is empty");
     get_path(L, &data, "eval", c->eval_path, sizeof c->eval_path);
     c->shuffle = get_bool(&data, "shuffle");
+    c->prefetch = get_bool(&data, "prefetch");
 
     load_model(L, c, &model);
+    load_preprocess(L, c, &model);
     load_freeze(L, c, &freeze, &pre);
+    load_map(L, c, &pre);
     load_train(L, c, &train);
 
     c->eval_every = (long)get_int(L, &eval, "every", 0, LLONG_MAX);
@@ -1388,5 +1509,7 @@ void ft_config_free(ft_config *c)
     free(c->layers);
     free(c->reinit);
     free(c->class_weights);
+    ft_preprocess_free(&c->preprocess);
+    ft_name_map_free(&c->pretrained_map);
     memset(c, 0, sizeof *c);
 }

@@ -9,6 +9,8 @@
 
 #include "ftune/model.h"
 #include "ftune/optim.h"
+#include "ftune/preprocess.h"
+#include "ftune/pretrained.h"
 
 #define FT_PATH_MAX 512
 #define FT_MAX_LAYERS 256
@@ -27,16 +29,19 @@ typedef struct ft_config {
     char train_path[FT_PATH_MAX];
     char eval_path[FT_PATH_MAX]; /* may be empty */
     int shuffle;
+    int prefetch; /* read the next batch on a background thread */
 
     /* model */
     ft_shape input;
     ft_layer_spec *layers;
     int nlayers;
+    ft_preprocess preprocess; /* model.preprocess: applied to every batch read */
 
     /* pretrained weights */
     char pretrained[FT_PATH_MAX]; /* may be empty */
     char (*reinit)[FT_NAME_MAX];
     int nreinit;
+    ft_name_map pretrained_map; /* pretrained.map: layer -> safetensors name prefix */
 
     /* train */
     int epochs;
@@ -49,6 +54,8 @@ typedef struct ft_config {
     float label_smoothing;
     float *class_weights; /* NULL or nclass_weights entries */
     int nclass_weights;
+    int feature_cache;          /* 0 off, 1 auto, 2 memory, 3 disk (mpi/featcache.h) */
+    long long feature_cache_mb; /* auto: memory budget per rank */
 
     /* eval */
     long eval_every; /* steps; 0 = only before the first step and at the end */
