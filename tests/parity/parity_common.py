@@ -107,7 +107,7 @@ class Checker:
             r = np.asarray(ref, dtype=np.float64)
             detail = ""
             if g.shape == r.shape and g.size:
-                d = np.abs(g - r)
+                d = np.array(np.abs(g - r))
                 d[~np.isfinite(d)] = np.inf
                 i = np.unravel_index(int(np.argmax(d)), d.shape)
                 detail = f" worst at index {tuple(int(k) for k in i)}: got {g[i]!r}, expected {r[i]!r}"
