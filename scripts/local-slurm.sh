@@ -184,6 +184,8 @@ JobCompLoc=$DIR/log/jobcomp.txt
 MpiDefault=pmix
 SwitchType=switch/none
 SchedulerType=sched/backfill
+# look at the queue every second: a requeued job starts as soon as its delay is over
+SchedulerParameters=bf_interval=1,sched_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 # nodes may advertise more CPUs than the machine has
