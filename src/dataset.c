@@ -9,6 +9,7 @@
 
 #include "ftune/data.h"
 #include "ftune/h5util.h"
+#include "ftune/preprocess.h"
 
 #define LABEL_CHUNK (1u << 20) /* labels scanned per read at open: 4 MiB */
 #define MAX_CLASSES (1 << 24)
@@ -423,7 +424,7 @@ static int read_sorted(ft_dataset *d, const uint64_t *rows, size_t u, float *x, 
     return FT_OK;
 }
 
-int ft_dataset_read(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, ft_err *err)
+static int read_batch(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, ft_err *err)
 {
     ft_h5_quiet();
     if (n < 0)
@@ -478,6 +479,14 @@ out:
     free(rows);
     ft_free_floats(tx);
     free(ty);
+    return rc;
+}
+
+int ft_dataset_read(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, ft_err *err)
+{
+    int rc = read_batch(d, idx, n, x, y, err);
+    if (!rc && d->preprocess) /* model.preprocess, attached by ft_dataset_set_preprocess */
+        rc = ft_preprocess_apply(d->preprocess, &d->preprocess_input, x, n, err);
     return rc;
 }
 

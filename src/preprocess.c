@@ -108,3 +108,34 @@ int ft_preprocess_apply(const ft_preprocess *p, const ft_shape *input, float *x,
     free(tmp);
     return FT_OK;
 }
+
+int ft_dataset_set_preprocess(ft_dataset *d, const ft_preprocess *p, const ft_shape *input,
+                              ft_err *err)
+{
+    d->preprocess = NULL;
+    if (!p || ft_shape_count(&d->sample) != ft_shape_count(input))
+        return FT_OK; /* ft_check_data_fits reports it */
+    const ft_shape *s = &d->sample;
+    if (input->rank == 3 && s->rank == 3 && input->d[0] > 1) {
+        int C = input->d[0], H = input->d[1], W = input->d[2];
+        int chw = s->d[0] == C && s->d[1] == H && s->d[2] == W;
+        int hwc = s->d[0] == H && s->d[1] == W && s->d[2] == C;
+        char a[64], b[64];
+        if (p->layout == FT_LAYOUT_NHWC && !hwc)
+            return ft_fail(err, FT_EINPUT,
+                           "%s: samples have shape %s, but model.preprocess.layout = \"nhwc\" "
+                           "expects [%d, %d, %d] ([height, width, channels] for model.input %s)",
+                           d->path, ft_shape_str(s, a, sizeof a), H, W, C,
+                           ft_shape_str(input, b, sizeof b));
+        if (p->layout == FT_LAYOUT_NCHW && !chw && hwc)
+            return ft_fail(err, FT_EINPUT,
+                           "%s: samples have shape %s ([height, width, channels]) but model.input "
+                           "is %s: set model.preprocess.layout = \"nhwc\"",
+                           d->path, ft_shape_str(s, a, sizeof a), ft_shape_str(input, b, sizeof b));
+    }
+    if (ft_preprocess_is_identity(p))
+        return FT_OK;
+    d->preprocess = p;
+    d->preprocess_input = *input;
+    return FT_OK;
+}

@@ -17,6 +17,10 @@ typedef struct ft_dataset {
     int classes; /* from the "classes" attribute, else max label + 1 */
     char class_names[64][32];
     int nclass_names;
+    /* set by ft_dataset_set_preprocess (ftune/preprocess.h): applied by
+     * ft_dataset_read to every batch; NULL = none */
+    const struct ft_preprocess *preprocess;
+    ft_shape preprocess_input;
 } ft_dataset;
 
 /* Opens and validates (float32 inputs, int32 labels, same N, labels in
@@ -24,7 +28,7 @@ typedef struct ft_dataset {
  * Errors name the file, the dataset and what was expected. */
 int ft_dataset_open(ft_dataset *d, const char *path, const ft_shape *expect, ft_err *err);
 /* Reads rows idx[0..n) (any order, duplicates allowed) into x (n x
- * sample_floats) and y (n). */
+ * sample_floats) and y (n), then applies the attached preprocessing. */
 int ft_dataset_read(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, ft_err *err);
 void ft_dataset_close(ft_dataset *d);
 

@@ -12,6 +12,7 @@
 #ifndef FTUNE_PREPROCESS_H
 #define FTUNE_PREPROCESS_H
 
+#include "ftune/data.h"
 #include "ftune/layer.h"
 
 enum ft_layout { FT_LAYOUT_NCHW = 0, FT_LAYOUT_NHWC = 1 };
@@ -36,6 +37,14 @@ int ft_preprocess_check(const ft_preprocess *p, const ft_shape *input, ft_err *e
  * Allocates one sample of scratch for "nhwc"; FT_ERUNTIME if that fails. */
 int ft_preprocess_apply(const ft_preprocess *p, const ft_shape *input, float *x, int n,
                         ft_err *err);
+/* Attaches p to an open dataset: every ft_dataset_read then applies it for
+ * a model whose input is `input` (p must outlive d; NULL detaches). Checks
+ * the stored sample shape against the layout where it can tell them apart:
+ * with "nhwc", [C, H, W] samples for C > 1 are refused, and with "nchw",
+ * [H, W, C] samples (C > 1) are refused with a hint to set the layout. */
+int ft_dataset_set_preprocess(ft_dataset *d, const ft_preprocess *p, const ft_shape *input,
+                              ft_err *err);
+
 /* "nchw" / "nhwc". */
 const char *ft_layout_name(int layout);
 
