@@ -14,6 +14,8 @@
 #include "ftune/h5io.h"
 #include "ftune/loss.h"
 #include "ftune/metrics.h"
+#include "ftune/preprocess.h"
+#include "ftune/pretrained.h"
 #include "ftune/version.h"
 
 #include "evaluate.h"
@@ -88,7 +90,8 @@ static int load_weights(trainer *t, const char *resume_path, ft_err *err)
             const char *reinit[FT_MAX_LAYERS];
             for (int i = 0; i < c->nreinit && i < FT_MAX_LAYERS; i++)
                 reinit[i] = c->reinit[i];
-            ft_load_weights(c->pretrained, &t->model, reinit, c->nreinit, 1, warn_cb, NULL, err);
+            ft_load_pretrained(c->pretrained, &t->model, reinit, c->nreinit, &c->pretrained_map,
+                               warn_cb, NULL, err);
         }
     }
     if (ft_mpi_agree(t->w, err))
@@ -241,10 +244,12 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
         return err->code;
 
     /* data: every rank opens the files, reading only its own rows later */
-    if (ft_dataset_open(&t->train, c->train_path, NULL, err) == FT_OK)
+    if (ft_dataset_open(&t->train, c->train_path, NULL, err) == FT_OK &&
+        ft_dataset_set_preprocess(&t->train, &c->preprocess, &c->input, err) == FT_OK)
         ft_check_data_fits(&t->train, &t->model, err);
     if (!err->code && c->eval_path[0]) {
         if (ft_dataset_open(&t->eval, c->eval_path, NULL, err) == FT_OK &&
+            ft_dataset_set_preprocess(&t->eval, &c->preprocess, &c->input, err) == FT_OK &&
             ft_check_data_fits(&t->eval, &t->model, err) == FT_OK)
             t->have_eval = 1;
     }
