@@ -18,4 +18,8 @@ int cmd_report(int argc, char **argv);  /* mpi/cmd_report.c: tabulate runs */
 #pragma weak cmd_export
 #pragma weak cmd_report
 
+/* ftune import keras (mpi/cmd_import_keras.c), dispatched by cmd_import. */
+int cmd_import_keras(int argc, char **argv);
+#pragma weak cmd_import_keras
+
 #endif

@@ -1,6 +1,7 @@
 #include "evaluate.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "ftune/loss.h"
 
@@ -19,6 +20,12 @@ int ft_check_data_fits(const ft_dataset *d, const ft_model *m, ft_err *err)
 }
 
 int ft_evaluate(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *out, ft_err *err)
+{
+    return ft_evaluate_logits(w, m, d, out, NULL, err);
+}
+
+int ft_evaluate_logits(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *out, float *all,
+                       ft_err *err)
 {
     uint64_t begin, len;
     ft_split(d->n, w->size, w->rank, &begin, &len);
@@ -46,6 +53,9 @@ int ft_evaluate(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *out, ft
         double wsum;
         ft_xent_forward(&xent, logits, y, n, probs, &wsum, losses);
         ft_metrics_add(out, logits, y, losses, n);
+        if (all)
+            memcpy(all + (begin + pos) * (size_t)m->classes, logits,
+                   (size_t)n * (size_t)m->classes * sizeof *all);
         pos += (uint64_t)n;
     }
     ft_free_floats(x);
@@ -56,5 +66,7 @@ int ft_evaluate(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *out, ft
     if (ft_mpi_agree(w, err))
         return err->code;
     ft_mpi_sum_doubles(w, out->counts, out->ncounts);
+    if (all) /* every other rank's slice is zero there */
+        ft_mpi_sum_floats(w, all, d->n * (size_t)m->classes);
     return FT_OK;
 }

@@ -12,6 +12,11 @@
 
 /* Collective. On return every rank holds the summed metrics. */
 int ft_evaluate(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *out, ft_err *err);
+/* ft_evaluate that also gathers every sample's logits: logits is NULL or
+ * d->n x classes floats, zeroed by the caller; on return every rank holds
+ * all of them in dataset order. */
+int ft_evaluate_logits(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *out, float *logits,
+                       ft_err *err);
 
 /* Checks that the dataset fits the model (sample shape, label range). */
 int ft_check_data_fits(const ft_dataset *d, const ft_model *m, ft_err *err);
