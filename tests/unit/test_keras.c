@@ -568,11 +568,39 @@ static void test_hostile(void)
     expect_error("absent.h5", -1, "absent", "cannot open", NULL, NULL);
 }
 
-int main(void)
+/* `test_keras --write-fixtures DIR`: the hostile files for
+ * tests/integration/t_keras_hostile.sh (the CLI's messages and exit codes). */
+static int write_fixtures(const char *d)
+{
+    static const struct {
+        const char *name;
+        int flags;
+    } files[] = {
+        {"good.h5", 0},
+        {"unsupported.h5", UNSUPPORTED},
+        {"missing_weight.h5", MISSING_WEIGHT},
+        {"missing_group.h5", MISSING_GROUP},
+        {"int_kernel.h5", INT_KERNEL},
+        {"bad_shape.h5", BAD_SHAPE},
+        {"weights_only.h5", WEIGHTS_ONLY},
+    };
+    char p[700];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", d, files[i].name);
+        write_keras(p, files[i].flags);
+    }
+    snprintf(p, sizeof p, "%s/giant.h5", d);
+    write_giant(p);
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
     init_weights();
+    if (argc == 3 && !strcmp(argv[1], "--write-fixtures"))
+        return write_fixtures(argv[2]);
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
     test_full_model();
     test_weights_only();
     test_keras1_th();
