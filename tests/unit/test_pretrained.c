@@ -53,7 +53,8 @@ static int build(ft_config *c, ft_model *m, const char *extra)
 
 /* Tensors for MODEL_CFG: conv1.weight [3,2,3,3] (F16), conv1.bias [3],
  * bn.* [3] + num_batches_tracked, fc.weight [2,12]; names through prefixes. */
-static float conv_w[54], conv_b[3], bn_w[3], bn_b[3], bn_m[3], bn_v[3], fc_w[24];
+static float conv_w[54], conv_b[3], bn_w[3], bn_b[3], bn_m[3], bn_v[3],
+    fc_w[36]; /* up to 3 rows of 12 */
 
 static void fill(void)
 {
@@ -66,7 +67,7 @@ static void fill(void)
         bn_m[i] = 0.1f * (float)i;
         bn_v[i] = 2.0f + (float)i;
     }
-    for (int i = 0; i < 24; i++)
+    for (int i = 0; i < 36; i++)
         fc_w[i] = (float)i * 0.01f;
 }
 
