@@ -75,6 +75,41 @@ static const char *dims_str(const hsize_t *dims, int rank, char *buf, size_t len
     return buf;
 }
 
+/* A dataset must store the data its shape declares. A file of a few KiB can declare
+ * terabytes (chunks never written read back as fill values), which would have ftune scan or
+ * allocate for nothing: unfiltered data must be stored in full, and compressed data cannot
+ * shrink more than MAX_RATIO times (deflate's limit is about 1032). Virtual and external
+ * datasets are not checked. */
+#define MAX_RATIO 1100
+static int check_stored(ft_dataset *d, hid_t ds, const char *name, uint64_t nelem, uint64_t elsize,
+                        ft_err *err)
+{
+    hid_t dcpl = H5Dget_create_plist(ds);
+    int nfilters = 0, external = 0;
+    H5D_layout_t layout = H5D_LAYOUT_ERROR;
+    if (dcpl >= 0) {
+        nfilters = H5Pget_nfilters(dcpl);
+        external = H5Pget_external_count(dcpl) > 0;
+        layout = H5Pget_layout(dcpl);
+        H5Pclose(dcpl);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    if (nelem > UINT64_MAX / elsize)
+        return ft_fail(err, FT_EINPUT, "%s: dataset \"%s\" is too large (%llu values)", d->path,
+                       name, (unsigned long long)nelem);
+    if (external || layout == H5D_VIRTUAL)
+        return FT_OK;
+    uint64_t need = nelem * elsize, stored = H5Dget_storage_size(ds);
+    uint64_t least = nfilters > 0 ? need / MAX_RATIO : need;
+    if (stored < least)
+        return ft_fail(err, FT_EINPUT,
+                       "%s: dataset \"%s\" declares %llu values (%.1f MiB) but the file stores "
+                       "only %llu bytes of them (truncated, damaged or never written)",
+                       d->path, name, (unsigned long long)nelem, (double)need / 1048576.0,
+                       (unsigned long long)stored);
+    return FT_OK;
+}
+
 static int check_inputs(ft_dataset *d, ft_err *err)
 {
     char tbuf[32], dbuf[160];
@@ -106,7 +141,13 @@ static int check_inputs(ft_dataset *d, ft_err *err)
         d->sample.d[i - 1] = (int)dims[i];
     }
     d->sample_floats = count;
-    return FT_OK;
+    /* every batch holds samples: one must fit in memory */
+    if (ft_check_alloc(count, sizeof(float), "one sample of dataset \"inputs\"", err))
+        return ft_err_prefix(err, "%s", d->path);
+    if (count > UINT64_MAX / (d->n ? d->n : 1))
+        return ft_fail(err, FT_EINPUT, "%s: dataset \"inputs\" has unusable shape %s", d->path,
+                       dims_str(dims, rank, dbuf, sizeof dbuf));
+    return check_stored(d, d->inputs, "inputs", d->n * count, sizeof(float), err);
 }
 
 static int check_labels(ft_dataset *d, ft_err *err)
@@ -135,7 +176,7 @@ static int check_labels(ft_dataset *d, ft_err *err)
                        "%s: dataset \"labels\" has %llu entries but \"inputs\" has %llu samples "
                        "(N must match)",
                        d->path, (unsigned long long)dims[0], (unsigned long long)d->n);
-    return FT_OK;
+    return check_stored(d, d->labels, "labels", d->n, sizeof(int), err);
 }
 
 /* "classes" and "class_names" root attributes; d->classes = 0 if neither. */

@@ -360,6 +360,23 @@ static int ds_info(hid_t ds, dsinfo *d, const char *what, ft_err *err)
         d->is_float = H5Tget_class(type) == H5T_FLOAT;
         ft_h5_type_str(type, d->type, sizeof d->type);
     }
+    /* The data must be stored: a few KiB can declare terabytes in chunks never written
+     * (read back as fill values). Compressed data cannot shrink more than ~1000 times. */
+    hid_t dcpl = rc ? H5I_INVALID_HID : H5Dget_create_plist(ds);
+    if (dcpl >= 0) {
+        int filtered = H5Pget_nfilters(dcpl) > 0;
+        int skip = H5Pget_external_count(dcpl) > 0 || H5Pget_layout(dcpl) == H5D_VIRTUAL;
+        size_t elsize = type >= 0 ? H5Tget_size(type) : 0;
+        uint64_t need = (uint64_t)d->count * (elsize ? elsize : 1);
+        uint64_t stored = H5Dget_storage_size(ds);
+        if (!skip && d->is_float && stored < (filtered ? need / 1100 : need))
+            rc = ft_fail(err, FT_EINPUT,
+                         "%s declares %zu values but the file stores only %llu of their %llu "
+                         "bytes (truncated, damaged or never written)",
+                         what, d->count, (unsigned long long)stored, (unsigned long long)need);
+        close_id(&dcpl);
+        H5Eclear2(H5E_DEFAULT);
+    }
     close_id(&type);
     close_id(&space);
     return rc;
@@ -832,6 +849,8 @@ static int file_checksum(mfile *mf, uint64_t *sum, ft_err *err)
             rc = ds_info(ds, &d, what, err);
             if (!rc && !d.is_float)
                 rc = ft_fail(err, FT_EINPUT, "%s has type %s, expected float32", what, d.type);
+            if (!rc && d.count > cap)
+                rc = ft_check_alloc(d.count, sizeof *buf, what, err);
             if (!rc && d.count > cap) {
                 float *nb = realloc(buf, d.count * sizeof *buf);
                 if (!nb)

@@ -11,6 +11,7 @@
 #include "ftune/data.h"
 
 #define ROWS_PER_CHUNK 4096
+#define CHUNK_VALUES (1 << 20)
 #define MAX_LABEL ((1 << 24) - 1)
 
 typedef struct csv {
@@ -316,12 +317,16 @@ int ft_import_csv(const char *path, const char *out, const ft_import_opts *o, ui
     int nfeat = c.ncols - 1;
     int classes = o && o->nkeep ? o->nkeep : (int)maxlab + 1;
     ft_shape sample = ft_shape1(nfeat);
-    float *x = ft_alloc_floats((size_t)ROWS_PER_CHUNK * (size_t)nfeat, err);
-    int *y = malloc(ROWS_PER_CHUNK * sizeof *y);
+    /* a chunk of at most ~1M values (one row at least), however wide the rows are */
+    int per_chunk = nfeat > CHUNK_VALUES / ROWS_PER_CHUNK ? CHUNK_VALUES / nfeat : ROWS_PER_CHUNK;
+    if (per_chunk < 1)
+        per_chunk = 1;
+    float *x = ft_alloc_floats((size_t)per_chunk * (size_t)nfeat, err);
+    int *y = malloc((size_t)per_chunk * sizeof *y);
     ft_dataset_writer w;
     if (!x || !y)
-        rc = ft_fail(err, FT_ERUNTIME, "out of memory for %d rows of %d features", ROWS_PER_CHUNK,
-                     nfeat);
+        rc =
+            ft_fail(err, FT_ERUNTIME, "out of memory for %d rows of %d features", per_chunk, nfeat);
     else
         rc = ft_dataset_create(&w, out, kept, &sample, classes, err);
     if (!rc) {
@@ -343,7 +348,7 @@ int ft_import_csv(const char *path, const char *out, const ft_import_opts *o, ui
                 rc = -r;
             else if (!rc && (more = r) != 0)
                 rc = split(&c, err);
-            if (!rc && (m == ROWS_PER_CHUNK || !more)) {
+            if (!rc && (m == per_chunk || !more)) {
                 rc = ft_dataset_append(&w, x, y, (uint64_t)m, err);
                 m = 0;
             }

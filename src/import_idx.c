@@ -13,6 +13,7 @@
 #define IDX_LABELS 0x00000801u
 #define IMAGES_PER_CHUNK 1024
 #define MAX_PIXELS (1 << 24)
+#define CHUNK_PIXELS ((size_t)1 << 22)
 
 static gzFile open_gz(const char *path, ft_err *err)
 {
@@ -123,15 +124,28 @@ int ft_import_idx(const char *images, const char *labels, const char *out, const
     uint32_t nl = 0;
     unsigned char *lab = NULL;
     rc = read_header(gl, labels, IDX_LABELS, 1, &nl, err);
-    if (!rc && !(lab = malloc(nl ? nl : 1)))
-        rc = ft_fail(err, FT_ERUNTIME, "out of memory for %u labels", nl);
-    if (!rc) {
-        long long got = read_full(gl, labels, lab, nl, err);
-        if (got >= 0 && got < (long long)nl)
-            rc = ft_fail(err, FT_EINPUT, "%s: truncated: header says %u labels, file has %lld",
-                         labels, nl, got);
-        else if (got < 0)
+    /* The buffer grows with the data actually read, so a header that claims 4 billion labels
+     * in a short file costs nothing. */
+    size_t have = 0, cap = 0;
+    while (!rc && have < nl) {
+        if (have == cap) {
+            size_t ncap = cap ? 2 * cap : 1u << 16;
+            unsigned char *nb = realloc(lab, ncap < nl ? ncap : nl);
+            if (!nb) {
+                rc = ft_fail(err, FT_ERUNTIME, "out of memory for %u labels", nl);
+                break;
+            }
+            lab = nb;
+            cap = ncap < nl ? ncap : nl;
+        }
+        long long got = read_full(gl, labels, lab + have, cap - have, err);
+        if (got < 0)
             rc = err->code;
+        else if (got < (long long)(cap - have))
+            rc = ft_fail(err, FT_EINPUT, "%s: truncated: header says %u labels, file has %llu",
+                         labels, nl, (unsigned long long)(have + (size_t)got));
+        else
+            have += (size_t)got;
     }
     gzclose(gl);
     if (rc) {
@@ -176,17 +190,21 @@ int ft_import_idx(const char *images, const char *labels, const char *out, const
     size_t pix = (size_t)dims[1] * dims[2];
     ft_shape sample = ft_shape3(1, (int)dims[1], (int)dims[2]);
     ft_dataset_writer w;
-    unsigned char *raw = malloc(IMAGES_PER_CHUNK * pix);
-    float *x = ft_alloc_floats(IMAGES_PER_CHUNK * pix, err);
-    int *y = malloc(IMAGES_PER_CHUNK * sizeof *y);
+    /* a chunk of at most ~4 MiB of pixels (one image at least), whatever the header says */
+    uint32_t per_chunk = pix >= CHUNK_PIXELS / IMAGES_PER_CHUNK
+                             ? (uint32_t)(CHUNK_PIXELS / pix > 0 ? CHUNK_PIXELS / pix : 1)
+                             : IMAGES_PER_CHUNK;
+    unsigned char *raw = malloc(per_chunk * pix);
+    float *x = ft_alloc_floats(per_chunk * pix, err);
+    int *y = malloc(per_chunk * sizeof *y);
     if (!raw || !x || !y) {
-        rc = ft_fail(err, FT_ERUNTIME, "out of memory for %d images of %ux%u", IMAGES_PER_CHUNK,
-                     dims[1], dims[2]);
+        rc = ft_fail(err, FT_ERUNTIME, "out of memory for %u images of %ux%u", per_chunk, dims[1],
+                     dims[2]);
     } else {
         rc = ft_dataset_create(&w, out, kept, &sample, classes, err);
     }
-    for (uint32_t start = 0; !rc && start < nl; start += IMAGES_PER_CHUNK) {
-        uint32_t cnt = nl - start < IMAGES_PER_CHUNK ? nl - start : IMAGES_PER_CHUNK;
+    for (uint32_t start = 0; !rc && start < nl; start += per_chunk) {
+        uint32_t cnt = nl - start < per_chunk ? nl - start : per_chunk;
         long long got = read_full(gi, images, raw, cnt * pix, err);
         if (got < 0) {
             rc = err->code;

@@ -34,4 +34,12 @@ void ft_free_floats(void *p);
 /* Multiplies with overflow check; returns 0 on overflow. */
 int ft_mul_size(size_t a, size_t b, size_t *out);
 
+/* The memory limit: the most bytes one buffer may take, so that a size read from a file or a
+ * config (a hostile or damaged one) is refused with a message instead of exhausting memory.
+ * FTUNE_MAX_ALLOC_MB (MiB) in the environment sets it; the default is the machine's physical
+ * memory. ft_calloc and ft_alloc_floats refuse larger requests (FT_ERUNTIME); readers call
+ * ft_check_alloc first to refuse the input itself (FT_EINPUT, naming what and both sizes). */
+size_t ft_alloc_limit(void);
+int ft_check_alloc(size_t count, size_t size, const char *what, ft_err *err);
+
 #endif
