@@ -474,6 +474,223 @@ static void test_keras1_th(void)
     ft_keras_result_free(&r);
 }
 
+/* ---- a functional model with batchnorm, "same" padding, LeakyReLU --------------- */
+
+/* InputLayer [4, 4, 2] -> Conv2D 3 (3x3 same, no bias) -> BatchNormalization -> Activation
+ * relu -> MaxPooling2D 3 (stride 1, same) -> Flatten (48) -> BatchNormalization (center =
+ * false) -> Dense 5 -> LeakyReLU 0.1 -> Dense 3 softmax */
+enum { FH = 4, FC = 2, FF = 3, FN = FH * FH * FF, FU = 5, FO = 3 };
+
+static float f_ck[3 * 3 * FC * FF], f_bn1[4][FF], f_bn2[3][FN], f_d1k[FN * FU], f_d1b[FU],
+    f_d2k[FU * FO], f_d2b[FO];
+
+static void functional_reference(const float *x, float *logits)
+{
+    float a[FH][FH][FF], p[FN], z[FU];
+    for (int h = 0; h < FH; h++)
+        for (int w = 0; w < FH; w++)
+            for (int o = 0; o < FF; o++) {
+                float s = 0;
+                for (int i = 0; i < 3; i++)
+                    for (int j = 0; j < 3; j++)
+                        for (int c = 0; c < FC; c++) {
+                            int y = h + i - 1, xx = w + j - 1;
+                            if (y >= 0 && y < FH && xx >= 0 && xx < FH)
+                                s += x[(y * FH + xx) * FC + c] *
+                                     f_ck[((i * 3 + j) * FC + c) * FF + o];
+                        }
+                s = f_bn1[0][o] * (s - f_bn1[2][o]) / sqrtf(f_bn1[3][o] + 1e-3f) + f_bn1[1][o];
+                a[h][w][o] = s > 0 ? s : 0;
+            }
+    for (int h = 0; h < FH; h++)
+        for (int w = 0; w < FH; w++)
+            for (int o = 0; o < FF; o++) {
+                float m = -INFINITY;
+                for (int i = -1; i <= 1; i++)
+                    for (int j = -1; j <= 1; j++)
+                        if (h + i >= 0 && h + i < FH && w + j >= 0 && w + j < FH)
+                            m = fmaxf(m, a[h + i][w + j][o]);
+                int t = (h * FH + w) * FF + o;
+                p[t] = f_bn2[0][t] * (m - f_bn2[1][t]) / sqrtf(f_bn2[2][t] + 1e-3f);
+            }
+    for (int u = 0; u < FU; u++) {
+        float s = f_d1b[u];
+        for (int t = 0; t < FN; t++)
+            s += p[t] * f_d1k[t * FU + u];
+        z[u] = s > 0 ? s : 0.1f * s;
+    }
+    for (int o = 0; o < FO; o++) {
+        float s = f_d2b[o];
+        for (int u = 0; u < FU; u++)
+            s += z[u] * f_d2k[u * FO + o];
+        logits[o] = s;
+    }
+}
+
+static const char functional_json[] =
+    "{\"class_name\": \"Model\", \"config\": {\"name\": \"fm\", \"layers\": ["
+    "{\"name\": \"inp\", \"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": "
+    "[null, 4, 4, 2], \"dtype\": \"float32\", \"name\": \"inp\"}, \"inbound_nodes\": []},"
+    "{\"name\": \"c1\", \"class_name\": \"Conv2D\", \"config\": {\"name\": \"c1\", \"filters\": "
+    "3, \"kernel_size\": [3, 3], \"strides\": [1, 1], \"padding\": \"same\", \"activation\": "
+    "\"linear\", \"use_bias\": false}, \"inbound_nodes\": [[[\"inp\", 0, 0, {}]]]},"
+    "{\"name\": \"bn1\", \"class_name\": \"BatchNormalization\", \"config\": {\"name\": \"bn1\", "
+    "\"axis\": 3, \"momentum\": 0.9, \"epsilon\": 0.001, \"center\": true, \"scale\": true}, "
+    "\"inbound_nodes\": [[[\"c1\", 0, 0, {}]]]},"
+    "{\"name\": \"a1\", \"class_name\": \"Activation\", \"config\": {\"name\": \"a1\", "
+    "\"activation\": \"relu\"}, \"inbound_nodes\": [[[\"bn1\", 0, 0, {}]]]},"
+    "{\"name\": \"p1\", \"class_name\": \"MaxPooling2D\", \"config\": {\"name\": \"p1\", "
+    "\"pool_size\": [3, 3], \"strides\": [1, 1], \"padding\": \"same\"}, \"inbound_nodes\": "
+    "[[[\"a1\", 0, 0, {}]]]},"
+    "{\"name\": \"f\", \"class_name\": \"Flatten\", \"config\": {\"name\": \"f\"}, "
+    "\"inbound_nodes\": [[[\"p1\", 0, 0, {}]]]},"
+    "{\"name\": \"bn2\", \"class_name\": \"BatchNormalization\", \"config\": {\"name\": \"bn2\", "
+    "\"axis\": -1, \"momentum\": 0.99, \"epsilon\": 0.001, \"center\": false, \"scale\": true}, "
+    "\"inbound_nodes\": [[[\"f\", 0, 0, {}]]]},"
+    "{\"name\": \"d1\", \"class_name\": \"Dense\", \"config\": {\"name\": \"d1\", \"units\": 5, "
+    "\"activation\": \"linear\", \"use_bias\": true}, \"inbound_nodes\": [[[\"bn2\", 0, 0, "
+    "{}]]]},"
+    "{\"name\": \"lk\", \"class_name\": \"LeakyReLU\", \"config\": {\"name\": \"lk\", \"alpha\": "
+    "0.1}, \"inbound_nodes\": [[[\"d1\", 0, 0, {}]]]},"
+    "{\"name\": \"out\", \"class_name\": \"Dense\", \"config\": {\"name\": \"out\", \"units\": 3, "
+    "\"activation\": \"softmax\", \"use_bias\": true}, \"inbound_nodes\": [[[\"lk\", 0, 0, "
+    "{}]]]}], \"input_layers\": [[\"inp\", 0, 0]], \"output_layers\": [[\"out\", 0, 0]]}}";
+
+static void add_weights(hid_t mw, const char *layer, const char *const *wn, int n,
+                        const float *const *data, const hsize_t *dims0, const int *ranks,
+                        const hsize_t (*dims)[2])
+{
+    hid_t g = H5Gcreate2(mw, layer, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    set_fstrs(g, "weight_names", wn, (size_t)n);
+    for (int i = 0; i < n; i++) {
+        hsize_t d[4];
+        if (ranks[i] == 4)
+            memcpy(d, dims0, sizeof d);
+        else
+            memcpy(d, dims[i], sizeof dims[i]);
+        write_ds(g, wn[i], ranks[i], d, data[i], H5T_IEEE_F32LE, H5T_NATIVE_FLOAT);
+    }
+    H5Gclose(g);
+}
+
+static void test_functional(void)
+{
+    for (int i = 0; i < 3 * 3 * FC * FF; i++)
+        f_ck[i] = val(20, i);
+    for (int k = 0; k < 4; k++)
+        for (int o = 0; o < FF; o++)
+            f_bn1[k][o] = k == 3 ? 0.5f + fabsf(val(21, o)) : val(22 + k, o);
+    for (int k = 0; k < 3; k++)
+        for (int t = 0; t < FN; t++)
+            f_bn2[k][t] = k == 2 ? 0.5f + fabsf(val(26, t)) : val(27 + k, t) + (k == 0 ? 1.0f : 0);
+    for (int i = 0; i < FN * FU; i++)
+        f_d1k[i] = val(30, i);
+    for (int i = 0; i < FU; i++)
+        f_d1b[i] = val(31, i);
+    for (int i = 0; i < FU * FO; i++)
+        f_d2k[i] = val(32, i);
+    for (int i = 0; i < FO; i++)
+        f_d2b[i] = val(33, i);
+
+    const char *p = path_in("functional.h5");
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    set_vstr(f, "keras_version", "2.3.1");
+    set_vstr(f, "backend", "tensorflow");
+    set_vstr(f, "model_config", functional_json);
+    hid_t mw = H5Gcreate2(f, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const char *names[] = {"inp", "c1", "bn1", "a1", "p1", "f", "bn2", "d1", "lk", "out"};
+    set_fstrs(mw, "layer_names", names, 10);
+    const int noweights[] = {0, 3, 4, 5, 8};
+    for (int i = 0; i < 5; i++) {
+        hid_t g = H5Gcreate2(mw, names[noweights[i]], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        set_fstrs(g, "weight_names", NULL, 0);
+        H5Gclose(g);
+    }
+    hsize_t k4[4] = {3, 3, FC, FF};
+    const hsize_t d1[4][2] = {{FF}, {FF}, {FF}, {FF}}, dn[3][2] = {{FN}, {FN}, {FN}},
+                  dd1[2][2] = {{FN, FU}, {FU}}, dd2[2][2] = {{FU, FO}, {FO}};
+    const int r4[1] = {4}, r1[4] = {1, 1, 1, 1}, r21[2] = {2, 1};
+    const char *cw[] = {"c1/kernel:0"};
+    const float *cd[] = {f_ck};
+    add_weights(mw, "c1", cw, 1, cd, k4, r4, NULL);
+    const char *b1w[] = {"bn1/gamma:0", "bn1/beta:0", "bn1/moving_mean:0", "bn1/moving_variance:0"};
+    const float *b1d[] = {f_bn1[0], f_bn1[1], f_bn1[2], f_bn1[3]};
+    add_weights(mw, "bn1", b1w, 4, b1d, NULL, r1, d1);
+    const char *b2w[] = {"bn2/gamma:0", "bn2/moving_mean:0", "bn2/moving_variance:0"};
+    const float *b2d[] = {f_bn2[0], f_bn2[1], f_bn2[2]};
+    add_weights(mw, "bn2", b2w, 3, b2d, NULL, r1, dn);
+    const char *d1w[] = {"d1/kernel:0", "d1/bias:0"};
+    const float *d1d[] = {f_d1k, f_d1b};
+    add_weights(mw, "d1", d1w, 2, d1d, NULL, r21, dd1);
+    const char *d2w[] = {"out/kernel:0", "out/bias:0"};
+    const float *d2d[] = {f_d2k, f_d2b};
+    add_weights(mw, "out", d2w, 2, d2d, NULL, r21, dd2);
+    H5Gclose(mw);
+    H5Fclose(f);
+
+    ft_keras_result r;
+    ft_err err = {0};
+    int rc = ft_keras_import(p, NULL, &r, &err);
+    if (!CHECK(rc == FT_OK)) {
+        printf("functional: %s\n", err.msg);
+        ft_keras_result_free(&r);
+        return;
+    }
+    /* c1 bn1 a1 p1 f bn2 d1 lk out */
+    CHECK(r.model.nlayers == 9);
+    CHECK_STR_CONTAINS(r.config_text, "{ name = \"c1\"; type = \"conv2d\"; filters = 3; kernel = "
+                                      "3; padding = 1; bias = false; }");
+    CHECK_STR_CONTAINS(r.config_text, "{ name = \"bn1\"; type = \"batchnorm\"; momentum = 0.1; "
+                                      "eps = 0.001; }");
+    CHECK_STR_CONTAINS(r.config_text, "{ name = \"p1\"; type = \"maxpool2d\"; size = 3; stride = "
+                                      "1; padding = 1; }");
+    CHECK_STR_CONTAINS(r.config_text, "{ name = \"lk\"; type = \"leaky_relu\"; slope = 0.1; }");
+    CHECK_STR_CONTAINS(r.config_text, "momentum = 0.01");
+    /* bn2 has no beta: ftune's bias is 0 */
+    CHECK(r.model.layers[5].params[1].data[7] == 0.0f);
+
+    enum { N = 2 };
+    float xh[N][FH * FH * FC], xc[N * FC * FH * FH], ref[N][FO];
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < FH * FH * FC; i++)
+            xh[n][i] = val(40 + n, i);
+        for (int h = 0; h < FH; h++)
+            for (int w = 0; w < FH; w++)
+                for (int c = 0; c < FC; c++)
+                    xc[n * FC * FH * FH + (c * FH + h) * FH + w] = xh[n][(h * FH + w) * FC + c];
+        functional_reference(xh[n], ref[n]);
+    }
+    if (CHECK(ft_model_alloc(&r.model, N, &err) == FT_OK)) {
+        ft_ctx c = {0};
+        c.n = N;
+        const float *out = ft_model_forward(&r.model, &c, xc);
+        double maxdiff = 0;
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < FO; o++)
+                maxdiff = fmax(maxdiff, fabs((double)out[n * FO + o] - ref[n][o]));
+        printf("functional model with batchnorm: max |ftune - keras| = %.3g\n", maxdiff);
+        CHECK_NEAR(maxdiff, 0.0, 1e-5);
+    }
+    ft_keras_result_free(&r);
+
+    /* a skip connection (out takes d1, not lk): not a chain, refused */
+    char *branched = strdup(functional_json);
+    char *at = strstr(branched, "[[[\"lk\", 0, 0");
+    CHECK(at != NULL);
+    if (at)
+        memcpy(at + 4, "d1", 2);
+    f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Adelete(f, "model_config");
+    set_vstr(f, "model_config", branched);
+    H5Fclose(f);
+    free(branched);
+    CHECK(ft_keras_import(p, NULL, &r, &err) == FT_EINPUT);
+    printf("branched functional model: %s\n", err.msg);
+    CHECK_STR_CONTAINS(err.msg, "layer 'out' (Dense)");
+    CHECK_STR_CONTAINS(err.msg, "not a single chain");
+    ft_keras_result_free(&r);
+}
+
 /* An import that must fail with FT_EINPUT and a message holding every needle. */
 static void expect_error(const char *file, int flags, const char *what, const char *n1,
                          const char *n2, const char *n3)
@@ -604,6 +821,7 @@ int main(int argc, char **argv)
     test_full_model();
     test_weights_only();
     test_keras1_th();
+    test_functional();
     test_hostile();
     return tu_done("test_keras");
 }
