@@ -9,6 +9,8 @@
 #                         installs the cleanup trap (sl_on_exit hooks, then cluster stop).
 #   sl_need_slurm         skip (77) unless root + slurmctld/slurmd/munged/sbatch/srun exist
 #   sl_cluster_start PORT [CPUS]   a private cluster (scripts/local-slurm.sh) in $TMP/slurm
+#                         (FTUNE_SLURM_NETNS exported: its nodes are netns hosts; run the
+#                         clients with sl_client)
 #   sl_submit ARGS...     sbatch --parsable ARGS, prints the job id (the cluster's SLURM_CONF)
 #   sl_wait JOB [SECS]    waits until the job has left the queue (fatal on timeout)
 #   sl_state JOB          "STATE EXIT" from scontrol (e.g. "COMPLETED 0:0")
@@ -46,13 +48,13 @@ sl_done() {
 sl_cleanup() {
     local rc=$? h
     trap - EXIT INT TERM
-    for h in "${SL_EXIT_HOOKS[@]}"; do
-        $h || true
-    done
     if [ -n "$SL_CLUSTER_DIR" ]; then
         FTUNE_SLURM_DIR=$SL_CLUSTER_DIR bash "$SRC/scripts/local-slurm.sh" stop \
             >>"$TMP/cluster-stop.log" 2>&1 || true
     fi
+    for h in "${SL_EXIT_HOOKS[@]}"; do # after the cluster (its daemons may live in netns)
+        $h || true
+    done
     if [ $rc != 0 ] && [ $rc != 77 ] && [ -n "${TMP:-}" ]; then
         sl_show_logs
     fi
@@ -125,20 +127,29 @@ sl_cluster_start() {
     note "cluster up (port $1, $SECONDS s)"
 }
 
+# sl_client CMD...: a Slurm client command for the cluster (on host h1 in netns mode)
+sl_client() {
+    if [ -n "${FTUNE_SLURM_NETNS:-}" ]; then
+        FTUNE_SLURM_DIR=$SL_CLUSTER_DIR bash "$SRC/scripts/local-slurm.sh" run "$@"
+    else
+        "$@"
+    fi
+}
+
 sl_submit() {
-    sbatch --parsable "$@" | cut -d';' -f1
+    sl_client sbatch --parsable "$@" | cut -d';' -f1
 }
 
 sl_state() {
-    scontrol show job "$1" 2>/dev/null | tr -s ' \n' '\n\n' |
+    sl_client scontrol show job "$1" 2>/dev/null | tr -s ' \n' '\n\n' |
         awk -F= '$1 == "JobState" { s = $2 } $1 == "ExitCode" { e = $2 } END { print s, e }'
 }
 
 sl_wait() {
     local job=$1 lim=${2:-120} t0=$SECONDS
-    while squeue -h -j "$job" 2>/dev/null | grep -q .; do
+    while sl_client squeue -h -j "$job" 2>/dev/null | grep -q .; do
         if [ $((SECONDS - t0)) -gt "$lim" ]; then
-            scancel "$job" 2>/dev/null || true
+            sl_client scancel "$job" 2>/dev/null || true
             die "job $job still queued after $lim s (state $(sl_state "$job"))"
         fi
         sleep 0.3
