@@ -1080,13 +1080,13 @@ static int make_plan(kctx *k, const kmodel *km, int keras1, plan *p)
     if (rank == 3) {
         p->input = ft_shape3((int)C, (int)H, (int)W);
         snprintf(p->input_comment, sizeof p->input_comment,
-                 "Keras input %s (%s) -> ftune [channels, height, width]", dims,
+                 "Keras input %s (%s) -> ftune [channels, height, width].", dims,
                  first->in_rank == 2 ? "height, width"
                  : p->cf             ? "channels_first: channels, height, width"
                                      : "channels_last: height, width, channels");
     } else {
         p->input = ft_shape1((int)F);
-        snprintf(p->input_comment, sizeof p->input_comment, "Keras input %s (features)", dims);
+        snprintf(p->input_comment, sizeof p->input_comment, "Keras input %s (features).", dims);
     }
 
     int pend = 0, ph = 0, pw = 0, pc = 0; /* inputs flattened from an (H, W, C) map */
@@ -1154,9 +1154,11 @@ static int make_plan(kctx *k, const kmodel *km, int keras1, plan *p)
                 b->ph = ph;
                 b->pw = pw;
                 b->pc = pc;
-                snprintf(o->comment, sizeof o->comment,
-                         "inputs reordered from Keras' (H, W, C) flatten order to ftune's "
-                         "(C, H, W)");
+                snprintf(o->comment, sizeof o->comment, "inputs reordered: (H, W, C) -> (C, H, W)");
+                sb_printf(&k->notes,
+                          "layer '%s': inputs reordered from Keras' (H, W, C) flatten order to "
+                          "ftune's (C, H, W) = (%d, %d, %d), so predictions are unchanged\n",
+                          l->name, pc, ph, pw);
             }
             pend = 0;
             F = l->units;
@@ -1291,6 +1293,35 @@ static void sb_quoted(sbuf *b, const char *s)
     sb_printf(b, "\"");
 }
 
+/* text as comment lines "<indent># <first>..." wrapped at about 96 columns,
+ * continuation lines starting "<indent># <cont>". */
+static void sb_comment(sbuf *b, const char *indent, const char *first, const char *cont,
+                       const char *text, size_t len)
+{
+    const size_t width = 96;
+    size_t lead = strlen(indent) + 2 + strlen(first);
+    const char *pre = first;
+    while (len > 0) {
+        size_t room = width > lead ? width - lead : 20, n = len;
+        if (n > room) {
+            n = room;
+            while (n > 0 && text[n] != ' ')
+                n--;
+            if (n == 0)
+                n = room;
+        }
+        sb_printf(b, "%s# %s%.*s\n", indent, pre, (int)n, text);
+        text += n;
+        len -= n;
+        while (len > 0 && *text == ' ') {
+            text++;
+            len--;
+        }
+        pre = cont;
+        lead = strlen(indent) + 2 + strlen(cont);
+    }
+}
+
 /* with_extras: comments, the pretrained group and the suggestions (the file
  * for the user); without: the plain config stored in the model file. */
 static char *config_text(const kctx *k, const kfile *kf, const kmodel *km, const plan *p,
@@ -1332,7 +1363,7 @@ static char *config_text(const kctx *k, const kfile *kf, const kmodel *km, const
             for (const char *s = notes; *s;) {
                 const char *e = strchr(s, '\n');
                 size_t len = e ? (size_t)(e - s) : strlen(s);
-                sb_printf(&b, "#   - %.*s\n", (int)len, s);
+                sb_comment(&b, "", "  - ", "    ", s, len);
                 s += len + (e ? 1 : 0);
             }
         }
@@ -1350,7 +1381,7 @@ static char *config_text(const kctx *k, const kfile *kf, const kmodel *km, const
 
     sb_printf(&b, "model = {\n");
     if (with_extras) {
-        sb_printf(&b, "  # %s.\n", p->input_comment);
+        sb_comment(&b, "  ", "", "", p->input_comment, strlen(p->input_comment));
         if (p->input.rank == 3)
             sb_printf(&b,
                       "  # ftune datasets hold images as [N, C, H, W] (import-idx writes [N, 1, "
@@ -1384,7 +1415,7 @@ static char *config_text(const kctx *k, const kfile *kf, const kmodel *km, const
         if (with_extras && ol->comment[0])
             sb_printf(&b, "  # %s", ol->comment);
         if (with_extras && i == p->nol - 1 && p->softmax_dropped)
-            sb_printf(&b, "  # Keras softmax left out: ftune's loss applies it");
+            sb_printf(&b, "  # softmax left out (the loss applies it)");
         sb_printf(&b, "\n");
     }
     sb_printf(&b, "  );\n};\n");
