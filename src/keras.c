@@ -135,10 +135,42 @@ typedef struct kfile {
     size_t nlayers;
     char *keras_version, *backend, *model_config;
     int keras1; /* Keras 1: no keras_version (or 1.x); kernels may be 'th' */
+    hid_t lapl; /* link access that refuses external links (sets elink) */
+    int elink;
 } kfile;
+
+/* External links lead to other files, which a hostile file could name
+ * freely: they are never followed. */
+static herr_t deny_elink(const char *parent_file, const char *parent_group, const char *child_file,
+                         const char *child_object, unsigned *acc_flags, hid_t fapl, void *user)
+{
+    *(int *)user = 1;
+    return -1;
+}
+
+/* Opens the object at name below loc (NULL-safe: H5I_INVALID_HID when it
+ * is absent); *external = 1 when a link on the way leads to another file. */
+static hid_t kopen(const kfile *kf, hid_t loc, const char *name, int *external)
+{
+    hid_t id = H5I_INVALID_HID;
+    int *flag = (int *)&kf->elink;
+    *flag = 0;
+    if (H5Lexists(loc, name, kf->lapl) > 0) {
+        H5L_info_t info;
+        if (H5Lget_info(loc, name, &info, kf->lapl) >= 0 && info.type == H5L_TYPE_EXTERNAL)
+            *flag = 1;
+        else
+            id = H5Oopen(loc, name, kf->lapl);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    *external = *flag;
+    return id;
+}
 
 static void kf_close(kfile *kf)
 {
+    if (kf->lapl >= 0)
+        H5Pclose(kf->lapl);
     if (kf->wroot >= 0)
         H5Oclose(kf->wroot);
     if (kf->f >= 0)
@@ -148,7 +180,7 @@ static void kf_close(kfile *kf)
     free(kf->backend);
     free(kf->model_config);
     memset(kf, 0, sizeof *kf);
-    kf->f = kf->wroot = H5I_INVALID_HID;
+    kf->f = kf->wroot = kf->lapl = H5I_INVALID_HID;
 }
 
 /* One attribute holding a list of names. An empty array of any type is an
@@ -261,6 +293,10 @@ static int kf_open(kfile *kf, const char *path, ft_err *err)
     memset(kf, 0, sizeof *kf);
     kf->f = kf->wroot = H5I_INVALID_HID;
     kf->path = path;
+    ft_h5_quiet();
+    kf->lapl = H5Pcreate(H5P_LINK_ACCESS);
+    if (kf->lapl < 0 || H5Pset_elink_cb(kf->lapl, deny_elink, &kf->elink) < 0)
+        return ft_h5_fail(err, FT_ERUNTIME, "%s: cannot set up HDF5 link access", path);
     if (is_zip(path))
         return ft_fail(err, FT_EINPUT,
                        "%s: a zip archive (a Keras 3 '.keras' file?); save the model in the HDF5 "
@@ -282,8 +318,8 @@ static int kf_open(kfile *kf, const char *path, ft_err *err)
     if (found) {
         kf->wroot = H5Oopen(kf->f, "/", H5P_DEFAULT);
     } else {
-        if (H5Lexists(kf->f, "model_weights", H5P_DEFAULT) > 0)
-            kf->wroot = H5Oopen(kf->f, "model_weights", H5P_DEFAULT);
+        int ext;
+        kf->wroot = kopen(kf, kf->f, "model_weights", &ext);
         if (kf->wroot < 0 || H5Iget_type(kf->wroot) != H5I_GROUP) {
             H5Eclear2(H5E_DEFAULT);
             if (H5Lexists(kf->f, "layers", H5P_DEFAULT) > 0 ||
@@ -322,14 +358,16 @@ static int layer_weights(const kfile *kf, const char *layer, hid_t *g, char ***w
     *g = H5I_INVALID_HID;
     *wn = NULL;
     *n = 0;
-    htri_t ex = H5Lexists(kf->wroot, layer, H5P_DEFAULT);
-    if (ex > 0)
-        *g = H5Oopen(kf->wroot, layer, H5P_DEFAULT);
+    int ext;
+    *g = kopen(kf, kf->wroot, layer, &ext);
     if (*g >= 0 && H5Iget_type(*g) != H5I_GROUP) {
         H5Oclose(*g);
         *g = H5I_INVALID_HID;
     }
-    H5Eclear2(H5E_DEFAULT);
+    if (ext)
+        return ft_fail(err, FT_EINPUT,
+                       "%s: layer '%s' is a link to another file, which ftune does not follow",
+                       kf->path, layer);
     if (*g < 0)
         return FT_OK;
     int found;
@@ -1610,13 +1648,12 @@ static int fill_bind(const kfile *kf, const kbind *b, ft_layer *l, ft_err *err)
     for (int i = 0; i < n && !rc; i++) {
         hid_t ds = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID,
               dcpl = H5I_INVALID_HID;
-        htri_t ex = H5Lexists(g, wn[i], H5P_DEFAULT);
-        if (ex > 0)
-            ds = H5Oopen(g, wn[i], H5P_DEFAULT);
-        H5Eclear2(H5E_DEFAULT);
+        int ext;
+        ds = kopen(kf, g, wn[i], &ext);
         if (ds < 0 || H5Iget_type(ds) != H5I_DATASET) {
-            rc = ft_fail(err, FT_EINPUT, "%s: weight '%s' (%s) is missing from the file", who,
-                         wn[i], role[i]);
+            rc = ft_fail(err, FT_EINPUT, "%s: weight '%s' (%s) %s", who, wn[i], role[i],
+                         ext ? "is a link to another file, which ftune does not follow"
+                             : "is missing from the file");
             if (ds >= 0)
                 H5Oclose(ds);
             break;
@@ -1739,8 +1776,9 @@ static int kernel_layout(const kfile *kf, const kbind *b, int *ambiguous, ft_err
     if (layer_weights(kf, b->kname, &g, &wn, &nw, err))
         return -2;
     int layout = -1;
-    if (g >= 0 && nw > 0 && H5Lexists(g, wn[0], H5P_DEFAULT) > 0) {
-        hid_t ds = H5Oopen(g, wn[0], H5P_DEFAULT);
+    int ext;
+    hid_t ds = g >= 0 && nw > 0 ? kopen(kf, g, wn[0], &ext) : H5I_INVALID_HID;
+    if (ds >= 0) {
         hid_t space = ds >= 0 && H5Iget_type(ds) == H5I_DATASET ? H5Dget_space(ds) : -1;
         hsize_t d[4];
         if (space >= 0 && H5Sget_simple_extent_ndims(space) == 4) {

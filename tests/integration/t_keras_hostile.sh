@@ -47,6 +47,10 @@ if [ -n "$FIXTURES" ] && [ -x "$FIXTURES" ]; then
     hostile missing-layer fx/missing_group.h5 "layer 'fc' (Dense)" "has no weights in the file"
     hostile int-kernel fx/int_kernel.h5 "layer 'fc' (Dense)" "'fc/kernel:0'" "type int32" \
         "expected float32"
+    # a weight that is an external link (to a real dataset in fx/other.h5): not followed
+    cp fx/good.h5 fx/other.h5
+    hostile external-link fx/external.h5 "layer 'fc' (Dense)" "'fc/kernel:0'" \
+        "link to another file"
     hostile bad-shape fx/bad_shape.h5 "layer 'fc' (Dense)" "shape [27, 5], expected [27, 4]"
     # Dense(1000000) on 1000000 inputs whose 4 TB kernel is only claimed by the file: refused
     # before anything is allocated. Under a 4 GB address-space limit an attempt to allocate

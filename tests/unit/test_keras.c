@@ -103,14 +103,15 @@ static void write_ds(hid_t g, const char *path, int rank, const hsize_t *dims, c
 }
 
 enum {
-    SPLIT_NAMES = 1,     /* layer_names0 / layer_names1 */
-    UNSUPPORTED = 2,     /* an LSTM layer in model_config */
-    MISSING_WEIGHT = 4,  /* fc lists a bias that is not in the file */
-    INT_KERNEL = 8,      /* fc kernel stored as int32 */
-    BAD_SHAPE = 16,      /* fc kernel [27, 5] */
-    WEIGHTS_ONLY = 32,   /* save_weights layout: no model_config, names at the root */
-    MISSING_GROUP = 64,  /* no group for fc */
-    SOFTMAX_INSIDE = 128 /* softmax on the conv layer */
+    SPLIT_NAMES = 1,      /* layer_names0 / layer_names1 */
+    UNSUPPORTED = 2,      /* an LSTM layer in model_config */
+    MISSING_WEIGHT = 4,   /* fc lists a bias that is not in the file */
+    INT_KERNEL = 8,       /* fc kernel stored as int32 */
+    BAD_SHAPE = 16,       /* fc kernel [27, 5] */
+    WEIGHTS_ONLY = 32,    /* save_weights layout: no model_config, names at the root */
+    MISSING_GROUP = 64,   /* no group for fc */
+    SOFTMAX_INSIDE = 128, /* softmax on the conv layer */
+    EXTERNAL_LINK = 256   /* fc kernel: a link to a dataset in another file */
 };
 
 static const char *model_json(int flags)
@@ -174,7 +175,13 @@ static void write_keras(const char *path, int flags)
         const char *fw[] = {"fc/kernel:0", "fc/bias:0"};
         set_fstrs(g, "weight_names", fw, 2);
         hsize_t fd[2] = {NFLAT, flags & BAD_SHAPE ? UNITS + 1 : UNITS}, fb[1] = {UNITS};
-        if (flags & INT_KERNEL) {
+        if (flags & EXTERNAL_LINK) {
+            hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+            H5Pset_create_intermediate_group(lcpl, 1);
+            H5Lcreate_external("other.h5", "/model_weights/fc/fc/kernel:0", g, "fc/kernel:0", lcpl,
+                               H5P_DEFAULT);
+            H5Pclose(lcpl);
+        } else if (flags & INT_KERNEL) {
             int ik[NFLAT * UNITS] = {0};
             write_ds(g, "fc/kernel:0", 2, fd, ik, H5T_STD_I32LE, H5T_NATIVE_INT);
         } else if (flags & BAD_SHAPE) {
@@ -754,6 +761,8 @@ static void test_hostile(void)
                  "missing");
     expect_error("missing_group.h5", MISSING_GROUP, "missing layer", "'fc'", "no weights", NULL);
     expect_error("int_kernel.h5", INT_KERNEL, "integer kernel", "'fc'", "int32", "float32");
+    expect_error("external.h5", EXTERNAL_LINK, "external link", "'fc'", "fc/kernel:0",
+                 "link to another file");
     expect_error("bad_shape.h5", BAD_SHAPE, "wrong shape", "'fc'", "[27, 5]", "expected [27, 4]");
     expect_error("softmax_inside.h5", SOFTMAX_INSIDE, "softmax inside", "'conv'", "softmax", NULL);
     write_giant(path_in("giant.h5"));
@@ -799,6 +808,7 @@ static int write_fixtures(const char *d)
         {"missing_group.h5", MISSING_GROUP},
         {"int_kernel.h5", INT_KERNEL},
         {"bad_shape.h5", BAD_SHAPE},
+        {"external.h5", EXTERNAL_LINK},
         {"weights_only.h5", WEIGHTS_ONLY},
     };
     char p[700];
