@@ -78,4 +78,41 @@ int ft_tokenizer_encode(ft_tokenizer *t, const char *text, size_t len, ft_ids *o
 int ft_tokenizer_decode(const ft_tokenizer *t, const int32_t *ids, size_t n, char **out,
                         size_t *len, ft_err *err);
 
+/* ---- ftune data import-text (src/text/textdata.c; docs/text.md) ----------------------------- */
+
+/* Text rows -> an HDF5 dataset the dataset reader opens: "inputs" float32
+ * [N, max_len] (token ids, padded with pad_id), "labels" int32 [N], "lengths"
+ * int32 [N] (real tokens, specials included); for generation also "targets"
+ * float32 [N, target_max_len] and "target_lengths" int32 [N] (labels are 0,
+ * classes 1). Rows longer than the limit keep their first tokens. */
+typedef struct ft_text_import_opts {
+    const char *format; /* "tsv", "csv", "jsonl"; NULL: from the extension (.csv, .jsonl,
+                           .json, else tsv) */
+    int generate;       /* 0: text + label (classification); 1: source + target */
+    /* JSONL key, header name (with header) or 0-based column number; NULL:
+     * "text"/"label"/"source"/"target" for JSONL and headers, else columns
+     * label 0, text 1 (the SMS Spam Collection layout) and source 0, target 1 */
+    const char *text_field, *label_field, *source_field, *target_field;
+    int header;                 /* CSV/TSV: the first line names the columns */
+    int max_len;                /* tokens per row (> 0) */
+    int target_max_len;         /* generation targets (> 0) */
+    int32_t pad_id;             /* -1: [PAD] for WordPiece, <|endoftext|> for GPT-2 */
+    int specials;               /* -1 auto: WordPiece rows are [CLS] ... [SEP], GPT-2 targets end
+                                   with <|endoftext|>; 0: none */
+    const char *const *classes; /* fixed class order (labels outside it are errors) */
+    int nclasses;
+} ft_text_import_opts;
+
+void ft_text_import_opts_init(ft_text_import_opts *o); /* defaults: max_len 128 */
+
+typedef struct ft_text_import_stats {
+    uint64_t rows, truncated, target_truncated, tokens;
+    int longest; /* most tokens in a row before truncation */
+    int classes;
+    int32_t pad_id;
+} ft_text_import_stats;
+
+int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_text_import_opts *o,
+                   ft_text_import_stats *st, ft_err *err);
+
 #endif

@@ -140,13 +140,13 @@ static size_t match_at(const ft_tokenizer *t, const uint32_t *c, size_t n, size_
         if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
             return 3;
     }
-    int (*cls[2])(uint32_t) = {is_letter, is_number};
     for (int k = 0; k < 2; k++) {
+        int (*cls)(uint32_t) = k == 0 ? is_letter : is_number;
         size_t j = i;
-        if (c[j] == ' ' && j + 1 < n && cls[k](c[j + 1]))
+        if (c[j] == ' ' && j + 1 < n && cls(c[j + 1]))
             j++;
-        if (cls[k](c[j])) {
-            while (j < n && cls[k](c[j]))
+        if (cls(c[j])) {
+            while (j < n && cls(c[j]))
                 j++;
             return j - i;
         }

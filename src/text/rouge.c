@@ -197,6 +197,8 @@ double ft_token_nll(const float *logits, int vocab, int target)
     double s = 0.0;
     for (int i = 0; i < vocab; i++)
         s += exp((double)logits[i] - mx);
+    if (!(s > 0.0))
+        return NAN;
     return mx + log(s) - (double)logits[target];
 }
 

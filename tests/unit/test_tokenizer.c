@@ -8,10 +8,12 @@
  * one line per input line (and checks that GPT-2 decoding gives the text
  * back). Options before `encode`: --no-lower. */
 #define _GNU_SOURCE
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ftune/data.h"
 #include "ftune/json.h"
 #include "ftune/tokenizer.h"
 
@@ -440,6 +442,118 @@ static void test_npm_bert(void)
     ft_tokenizer_free(t);
 }
 
+/* ---- import-text -------------------------------------------------------------------------- */
+
+static int read_ints(const char *path, const char *name, int *out, size_t n)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return -1;
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    herr_t st = d < 0 ? -1 : H5Dread(d, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+    if (d >= 0)
+        H5Dclose(d);
+    H5Fclose(f);
+    (void)n;
+    return st < 0 ? -1 : 0;
+}
+
+static void test_import_text(void)
+{
+    const char *v = write_str("imp_vocab.txt", vocab_txt);
+    ft_tokenizer *t;
+    ft_err err = {0};
+    if (!CHECK(ft_tokenizer_load(&t, v, NULL, NULL, &err) == FT_OK))
+        return;
+    /* SMS layout: label TAB text; max_len 5 = [CLS] + 3 tokens + [SEP] */
+    const char *tsv = write_str("sms.tsv", "ham\tHello world\n"
+                                           "spam\thello hello hello hello hello\n"
+                                           "\n"
+                                           "ham\t\n");
+    char out[512];
+    snprintf(out, sizeof out, "%s/sms.h5", tu_tmpdir());
+    ft_text_import_opts o;
+    ft_text_import_opts_init(&o);
+    o.max_len = 5;
+    ft_text_import_stats st;
+    if (!CHECK(ft_import_text(tsv, out, t, &o, &st, &err) == FT_OK))
+        fprintf(stderr, "%s\n", err.msg);
+    CHECK(st.rows == 3 && st.classes == 2 && st.truncated == 1 && st.longest == 7 &&
+          st.pad_id == 0);
+    ft_dataset d;
+    if (CHECK(ft_dataset_open(&d, out, NULL, &err) == FT_OK)) {
+        CHECK(d.n == 3 && d.sample.rank == 1 && d.sample.d[0] == 5 && d.classes == 2);
+        CHECK(d.nclass_names == 2 && !strcmp(d.class_names[0], "ham") &&
+              !strcmp(d.class_names[1], "spam"));
+        uint64_t idx[3] = {0, 1, 2};
+        float x[15];
+        int y[3];
+        CHECK(ft_dataset_read(&d, idx, 3, x, y, &err) == FT_OK);
+        const float ex[15] = {2, 5, 6, 3, 0, 2, 5, 5, 5, 3, 2, 3, 0, 0, 0};
+        CHECK(!memcmp(x, ex, sizeof ex));
+        CHECK(y[0] == 0 && y[1] == 1 && y[2] == 0);
+        ft_dataset_close(&d);
+    }
+    int lens[3] = {0};
+    CHECK(read_ints(out, "lengths", lens, 3) == 0 && lens[0] == 4 && lens[1] == 5 && lens[2] == 2);
+
+    /* CSV with a header, quotes, a line break inside a field; --classes order */
+    const char *csv = write_str("q.csv", "text,label\n"
+                                         "\"hello, \"\"world\"\"\",spam\n"
+                                         "\"hello\nworld\",ham\n");
+    static const char *const cls[] = {"spam", "ham"};
+    ft_text_import_opts_init(&o);
+    o.format = NULL;
+    o.header = 1;
+    o.max_len = 6;
+    o.classes = cls;
+    o.nclasses = 2;
+    CHECK(ft_import_text(csv, out, t, &o, &st, &err) == FT_OK && st.rows == 2);
+    if (CHECK(ft_dataset_open(&d, out, NULL, &err) == FT_OK)) {
+        uint64_t idx[2] = {0, 1};
+        float x[12];
+        int y[2];
+        CHECK(ft_dataset_read(&d, idx, 2, x, y, &err) == FT_OK);
+        /* [CLS] hello , [UNK]("\"") world [UNK] -> truncated: [CLS] hello , [UNK] world [SEP] */
+        const float ex[12] = {2, 5, 11, 1, 6, 3, 2, 5, 6, 3, 0, 0};
+        CHECK(!memcmp(x, ex, sizeof ex));
+        CHECK(y[0] == 0 && y[1] == 1);
+        ft_dataset_close(&d);
+    }
+    /* a label outside --classes: the file and line */
+    const char *csv2 = write_str("q2.csv", "text,label\nhello,spam\nworld,eggs\n");
+    CHECK(ft_import_text(csv2, out, t, &o, &st, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "q2.csv:3:");
+    CHECK_STR_CONTAINS(err.msg, "eggs");
+
+    /* JSONL generation: targets + target_lengths; integer labels elsewhere */
+    const char *jl = write_str("gen.jsonl", "{\"source\": \"hello\", \"target\": \"world !\"}\n"
+                                            "{\"source\": \"world world\", \"target\": \"\"}\n");
+    ft_text_import_opts_init(&o);
+    o.generate = 1;
+    o.max_len = 4;
+    o.target_max_len = 3;
+    CHECK(ft_import_text(jl, out, t, &o, &st, &err) == FT_OK && st.rows == 2);
+    int tl[2] = {0};
+    CHECK(read_ints(out, "target_lengths", tl, 2) == 0 && tl[0] == 3 && tl[1] == 1);
+    const char *jl2 = write_str("num.jsonl", "{\"text\": \"hello\", \"label\": 2}\n"
+                                             "{\"text\": \"world\", \"label\": 0}\n");
+    ft_text_import_opts_init(&o);
+    CHECK(ft_import_text(jl2, out, t, &o, &st, &err) == FT_OK && st.classes == 3);
+    const char *jl3 = write_str("bad.jsonl", "{\"text\": \"hello\", \"label\": 2}\n"
+                                             "{\"text\": \"world\" \"label\": 0}\n");
+    CHECK(ft_import_text(jl3, out, t, &o, &st, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "bad.jsonl:2:");
+    const char *jl4 = write_str("nolabel.jsonl", "\n{\"text\": \"hello\"}\n");
+    CHECK(ft_import_text(jl4, out, t, &o, &st, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "nolabel.jsonl:2:");
+    CHECK_STR_CONTAINS(err.msg, "label");
+    const char *tsv2 = write_str("short.tsv", "ham\thello\nspam\n");
+    CHECK(ft_import_text(tsv2, out, t, &o, &st, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "short.tsv:2:");
+    ft_tokenizer_free(t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -449,5 +563,6 @@ int main(int argc, char **argv)
     test_wordpiece();
     test_tokenizer_json();
     test_npm_bert();
+    test_import_text();
     return tu_done("test_tokenizer");
 }
