@@ -64,6 +64,12 @@ typedef struct trainer {
     int local_max;
     long steps_per_epoch, total_steps;
     int higher_is_better;
+    /* non-finite steps (train.max_bad_steps); buffers = the non-learnable parameters
+     * (batchnorm running statistics), restored when a step is skipped */
+    int bad_steps;
+    long bad_total;
+    float *buffers;
+    size_t nbuffers;
 } trainer;
 
 static int is_root(const trainer *t)
@@ -165,8 +171,29 @@ static int checkpoint(trainer *t, ft_err *err)
 {
     char path[1024];
     ft_rundir_ckpt_path(t->cfg->run_dir, t->st.step, path, sizeof path);
-    if (save_file(t, path, 1, NULL, err))
-        return err->code;
+    if (save_file(t, path, 1, NULL, err)) {
+        /* A failed write (disk full) leaves the previous checkpoint as it was. Every rank
+         * has the same error (agreed in save_file), so every rank decides the same. */
+        if (err->code != FT_ERUNTIME)
+            return err->code;
+        if (!t->cfg->checkpoint_continue) {
+            size_t len = strlen(err->msg);
+            snprintf(err->msg + len, sizeof err->msg - len,
+                     " (checkpoint.on_error = \"stop\": the previous checkpoint is intact; free "
+                     "space and resume with --resume)");
+            return err->code;
+        }
+        if (is_root(t))
+            ft_progress_print(&t->progress,
+                              "warning: step %ld: checkpoint not written: %s (checkpoint.on_error "
+                              "= \"continue\": training goes on, the previous checkpoint is "
+                              "kept)\n",
+                              t->st.step, err->msg);
+        if (is_root(t))
+            log_json(t, "{\"type\":\"checkpoint_failed\",\"step\":%ld}\n", t->st.step);
+        ft_err_clear(err);
+        return FT_OK;
+    }
     if (is_root(t)) {
         ft_rundir_prune(t->cfg->run_dir, t->cfg->keep_last);
         log_json(t, "{\"type\":\"checkpoint\",\"step\":%ld,\"path\":\"%s\"}\n", t->st.step, path);
@@ -332,6 +359,37 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
     return FT_OK;
 }
 
+#define FT_TOO_MANY_BAD (-2) /* internal: train.max_bad_steps consecutive skipped steps */
+
+/* Saves (restore == 0) or restores the non-learnable parameters, which training forward
+ * passes change (batchnorm running statistics): a skipped step keeps none of its effects. */
+static void copy_buffers(trainer *t, int restore)
+{
+    if (!t->buffers && !restore) {
+        size_t n = 0;
+        for (int i = 0; i < t->model.nlayers; i++)
+            for (int j = 0; j < t->model.layers[i].nparams; j++)
+                if (!t->model.layers[i].params[j].learnable)
+                    n += t->model.layers[i].params[j].count;
+        if (n == 0)
+            return;
+        t->buffers = ft_alloc_floats(n, NULL);
+        t->nbuffers = t->buffers ? n : 0;
+    }
+    size_t off = 0;
+    for (int i = 0; i < t->model.nlayers && t->buffers; i++)
+        for (int j = 0; j < t->model.layers[i].nparams; j++) {
+            ft_param *p = &t->model.layers[i].params[j];
+            if (p->learnable || off + p->count > t->nbuffers)
+                continue;
+            if (restore)
+                memcpy(p->data, t->buffers + off, p->count * sizeof(float));
+            else
+                memcpy(t->buffers + off, p->data, p->count * sizeof(float));
+            off += p->count;
+        }
+}
+
 /* One optimizer step: up to accum_steps micro-batches of the global batch. */
 static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_err *err)
 {
@@ -345,6 +403,7 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
     *samples_out = 0;
 
     ft_model_zero_grads(&t->model);
+    copy_buffers(t, 0);
     for (int a = 0; a < micro; a++) {
         uint64_t bsz = N - pos < B ? N - pos : B;
         uint64_t begin, len;
@@ -381,6 +440,10 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
         double wsum;
         double lsum = ft_xent_forward(&t->xent, logits, t->y, n, t->probs, &wsum, NULL);
         ft_xent_backward(&t->xent, t->probs, t->y, n, (float)(1.0 / (denom * micro)), t->dlogits);
+        /* A non-finite loss poisons this rank's output gradient, so the all-reduced gradient
+         * is non-finite on every rank and every rank skips the step below. */
+        if (n > 0 && !isfinite(lsum))
+            t->dlogits[0] = NAN;
         ft_model_backward(&t->model, &ctx, t->dlogits);
         loss_local += lsum / denom / micro;
         pos += bsz;
@@ -391,11 +454,19 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
     /* identical gradients on every rank, so every rank decides the same */
     double norm = ft_grad_norm(t->model.grads, t->model.ngrads);
     if (!isfinite(norm)) {
-        if (is_root(t))
+        t->bad_steps++;
+        t->bad_total++;
+        copy_buffers(t, 1); /* what the batch did to the running statistics is undone */
+        if (is_root(t)) {
             ft_progress_print(&t->progress,
-                              "warning: step %ld: non-finite gradient, update skipped\n",
-                              t->st.step + 1);
+                              "warning: step %ld: non-finite loss or gradient, update skipped "
+                              "(%d in a row, %ld in this run; train.max_bad_steps = %d)\n",
+                              t->st.step + 1, t->bad_steps, t->bad_total, c->max_bad_steps);
+            log_json(t, "{\"type\":\"skipped_step\",\"step\":%ld,\"in_a_row\":%d}\n",
+                     t->st.step + 1, t->bad_steps);
+        }
     } else {
+        t->bad_steps = 0;
         if (c->clip_grad_norm > 0)
             ft_clip_grad_norm(t->model.grads, t->model.ngrads, c->clip_grad_norm);
         float lr = ft_schedule_lr(&c->schedule, c->optim.lr, t->st.step);
@@ -405,6 +476,8 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
     t->st.epoch_pos = pos;
     t->st.samples_seen += *samples_out;
     *loss_out = loss_local;
+    if (c->max_bad_steps > 0 && t->bad_steps >= c->max_bad_steps)
+        return FT_TOO_MANY_BAD;
     return FT_OK;
 }
 
@@ -423,6 +496,25 @@ static int stop_with_checkpoint(trainer *t, ft_err *err)
         fflush(stdout);
     }
     return FT_EXIT_REQUEUE;
+}
+
+/* train.max_bad_steps consecutive steps were skipped: the weights and optimizer state are
+ * still those of the last good step. Write them as a checkpoint and fail (exit 1). */
+static int stop_bad_steps(trainer *t, ft_err *err)
+{
+    if (is_root(t))
+        ft_progress_done(&t->progress);
+    if (checkpoint(t, err))
+        return err->code;
+    char path[1024];
+    ft_rundir_ckpt_path(t->cfg->run_dir, t->st.step, path, sizeof path);
+    return ft_fail(err, FT_ERUNTIME,
+                   "stopped at step %ld: %d consecutive steps had a non-finite loss or gradient "
+                   "(train.max_bad_steps = %d); %s holds the last good state (the weights of "
+                   "step %ld). Lower train.optimizer.lr or set train.clip_grad_norm, check the "
+                   "data for NaN/Inf, then continue with --resume",
+                   t->st.step, t->bad_steps, t->cfg->max_bad_steps, path,
+                   t->st.step - t->bad_steps);
 }
 
 static int run(trainer *t, ft_err *err)
@@ -449,6 +541,8 @@ static int run(trainer *t, ft_err *err)
             int rc = train_step(t, &loss, &samples, err);
             if (rc == FT_STOPPED)
                 return stop_with_checkpoint(t, err);
+            if (rc == FT_TOO_MANY_BAD)
+                return stop_bad_steps(t, err);
             if (rc)
                 return rc;
             log_loss += loss;
@@ -525,6 +619,7 @@ static void cleanup(trainer *t)
     if (t->log)
         fclose(t->log);
     ft_free_floats(t->x);
+    ft_free_floats(t->buffers);
     ft_free_floats(t->probs);
     ft_free_floats(t->dlogits);
     free(t->y);

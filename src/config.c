@@ -131,6 +131,8 @@ static const keyspec train_keys[] = {
     {"batch_size", K_INT, 0, "64", "global batch size (all ranks together), >= 1", NULL},
     {"accum_steps", K_INT, 0, "1", "batches accumulated per optimizer step, >= 1", NULL},
     {"clip_grad_norm", K_FLOAT, 0, "0.0", "clip the global gradient L2 norm; 0 = off", NULL},
+    {"max_bad_steps", K_INT, 0, "5",
+     "stop after this many consecutive steps with a non-finite loss or gradient; 0 = never", NULL},
     {"optimizer", K_GROUP, 0, NULL, "optimizer settings", optimizer_keys},
     {"schedule", K_GROUP, 0, NULL, "learning-rate schedule", schedule_keys},
     {"loss", K_GROUP, 0, NULL, "loss settings", loss_keys},
@@ -153,6 +155,8 @@ static const keyspec checkpoint_keys[] = {
     {"every", K_INT64, 0, "0", "write a checkpoint every N optimizer steps; 0 = only at the end",
      NULL},
     {"keep_last", K_INT, 0, "2", "newest step checkpoints kept on disk, >= 1", NULL},
+    {"on_error", K_STRING, 0, "stop",
+     "stop | continue: what a failed checkpoint write (disk full) does to the run", NULL},
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -778,6 +782,13 @@ static void load_model(loader *L, ft_config *c, const group *model)
         }
         c->input.d[i] = (int)d;
     }
+    /* one sample's size must be representable (a config stored in a file may be hostile) */
+    size_t values = 1;
+    for (int i = 0; i < rank; i++)
+        if (!ft_mul_size(values, (size_t)c->input.d[i], &values) || values > INT_MAX) {
+            fail_at(L, in, "model.input has more than %d values per sample", INT_MAX);
+            return;
+        }
 
     const config_setting_t *ls = get(model, "layers");
     int n = config_setting_length(ls);
@@ -951,6 +962,7 @@ static void load_train(loader *L, ft_config *c, const group *train)
     c->batch_size = (int)get_int(L, train, "batch_size", 1, INT_MAX);
     c->accum_steps = (int)get_int(L, train, "accum_steps", 1, INT_MAX);
     c->clip_grad_norm = (float)get_float(L, train, "clip_grad_norm", 0, 0, INFINITY, 0);
+    c->max_bad_steps = (int)get_int(L, train, "max_bad_steps", 0, INT_MAX);
     static const char *const cache_names[] = {"off", "auto", "memory", "disk"};
     c->feature_cache = get_choice(L, train, "feature_cache", "feature cache", cache_names, 4);
     c->feature_cache_mb = get_int(L, train, "feature_cache_mb", 0, INT_MAX);
@@ -1422,6 +1434,8 @@ static int finish(loader *L, ft_config *c, const char *const *sets, int nsets)
 
     c->checkpoint_every = (long)get_int(L, &ckpt, "every", 0, LLONG_MAX);
     c->keep_last = (int)get_int(L, &ckpt, "keep_last", 1, INT_MAX);
+    static const char *const on_error[] = {"stop", "continue"};
+    c->checkpoint_continue = get_choice(L, &ckpt, "on_error", "value", on_error, 2);
 
     c->log_every = (long)get_int(L, &log, "every", 1, LLONG_MAX);
     static const char *const progress[] = {"auto", "plain", "bar"};
@@ -1496,6 +1510,19 @@ int ft_config_load_string(ft_config *c, const char *text, const char *origin, ft
     memset(c, 0, sizeof *c);
     loader L = {.origin = origin && origin[0] ? origin : "<config text>", .err = err};
     config_init(&L.cfg);
+    /* A config stored in a file never has @include (config_write expands them): one there
+     * would make a model file read other local files, or block on a FIFO. */
+    for (const char *p = text; p && (p = strstr(p, "@include")) != NULL; p++) {
+        const char *q = p;
+        while (q > text && (q[-1] == ' ' || q[-1] == '\t'))
+            q--;
+        if (q == text || q[-1] == '\n' || q[-1] == '\r')
+            return done(&L, c,
+                        ft_fail(err, FT_EINPUT,
+                                "%s: the stored configuration has an @include directive, which "
+                                "ftune never writes (damaged or forged file?)",
+                                L.origin));
+    }
     if (!config_read_string(&L.cfg, text ? text : ""))
         return done(&L, c, parse_error(&L));
     return done(&L, c, finish(&L, c, NULL, 0));

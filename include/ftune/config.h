@@ -51,6 +51,7 @@ typedef struct ft_config {
     ft_optim_cfg optim;
     ft_schedule_cfg schedule;
     float clip_grad_norm; /* 0 = off */
+    int max_bad_steps;    /* stop after this many consecutive non-finite steps; 0 = never */
     float label_smoothing;
     float *class_weights; /* NULL or nclass_weights entries */
     int nclass_weights;
@@ -65,6 +66,7 @@ typedef struct ft_config {
     /* checkpoint */
     long checkpoint_every; /* steps; 0 = only at the end */
     int keep_last;
+    int checkpoint_continue; /* checkpoint.on_error: 0 stop, 1 continue */
 
     /* log */
     long log_every;
