@@ -116,15 +116,21 @@ sl_need_slurm() {
 # sl_cluster_start PORT [CPUS]: PORT must differ between tests that may run at once.
 sl_cluster_start() {
     SL_CLUSTER_DIR=$TMP/slurm
-    local out rc=0
-    out=$(FTUNE_SLURM_DIR=$SL_CLUSTER_DIR FTUNE_SLURM_PORT=$1 FTUNE_SLURM_CPUS=${2:-4} \
+    local out rc=0 port=$1 try
+    # ports in use (another cluster, another program): move up by 100, a few times
+    for try in 1 2 3 4 5; do
+        [ -z "${FTUNE_SLURM_NETNS:-}" ] && command -v ss >/dev/null 2>&1 || break
+        [ -n "$(ss -Hltn "( sport = :$port or sport = :$((port + 1)) )" 2>/dev/null)" ] || break
+        port=$((port + 100))
+    done
+    out=$(FTUNE_SLURM_DIR=$SL_CLUSTER_DIR FTUNE_SLURM_PORT=$port FTUNE_SLURM_CPUS=${2:-4} \
         bash "$SRC/scripts/local-slurm.sh" start 2>&1) || rc=$?
     if [ $rc != 0 ]; then
         printf '%s\n' "$out"
         die "could not start the Slurm cluster"
     fi
     export SLURM_CONF=$SL_CLUSTER_DIR/etc/slurm.conf
-    note "cluster up (port $1, $SECONDS s)"
+    note "cluster up (port $port, $SECONDS s)"
 }
 
 # sl_client CMD...: a Slurm client command for the cluster (on host h1 in netns mode)

@@ -50,12 +50,13 @@ note "ok: reference runs (plain mpirun -np 2) done ($SECONDS s)"
 mkdir job
 AS=()
 if id nobody >/dev/null 2>&1 && setpriv --reuid=nobody --regid=nogroup --clear-groups \
-    test -x "$FTUNE" 2>/dev/null; then
+    sh -c 'test -x "$1" && test -r "$2"' sh "$FTUNE" "$TMP/data/ft-eval.h5" 2>/dev/null; then
     chown nobody job
     AS=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
     note "jobs run as nobody; the data directory is read-only for them"
 else
-    note "note: 'nobody' cannot run $FTUNE; the jobs run as root (read-only data not enforced)"
+    note "note: 'nobody' cannot run $FTUNE or read $TMP; the jobs run as root (read-only data" \
+        "not enforced)"
 fi
 sl_cluster_start 17811
 cd job
