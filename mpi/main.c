@@ -1,4 +1,5 @@
 /* ftune: distributed fine-tuning of pre-trained networks. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,6 +36,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* Past a file-size limit (ulimit -f, batch systems) write() fails with EFBIG instead of
+     * the process being killed, so a checkpoint that does not fit is an error with a reason
+     * and the previous checkpoint stays (docs/reliability.md). */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;
