@@ -22,6 +22,8 @@
 #include "ftune/keras.h"
 
 #include <hdf5.h>
+#include <libconfig.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1927,6 +1929,40 @@ static int binds_from_model(kctx *k, const kfile *kf, const ft_model *m, const f
 
 /* ---- the import ---------------------------------------------------------------- */
 
+/* 1 if the config file at path has a setting at key (0 also when it does
+ * not parse: the loader reports that). */
+static int config_has(const char *path, const char *key)
+{
+    config_t c;
+    config_init(&c);
+    char *copy = strdup(path);
+    if (copy)
+        config_set_include_dir(&c, dirname(copy));
+    int has = config_read_file(&c, path) == CONFIG_TRUE && config_lookup(&c, key) != NULL;
+    config_destroy(&c);
+    free(copy);
+    return has;
+}
+
+/* The user's config; an import needs no training set (data.train defaults
+ * to a placeholder) and a pretrained group without file gets the model
+ * file being written. */
+static int load_user_config(const ft_keras_opts *o, const char *path, ft_config *cfg, ft_err *err)
+{
+    char train_set[] = "data.train=unset.h5", file_set[FT_PATH_MAX + 32];
+    const char *sets[2];
+    int n = 0;
+    if (!config_has(o->config_path, "data.train"))
+        sets[n++] = train_set;
+    if (config_has(o->config_path, "pretrained") &&
+        !config_has(o->config_path, "pretrained.file")) {
+        snprintf(file_set, sizeof file_set, "pretrained.file=%s",
+                 o->model_path ? o->model_path : path);
+        sets[n++] = file_set;
+    }
+    return ft_config_load(cfg, o->config_path, sets, n, err);
+}
+
 static int decide_flip(kctx *k, const kfile *kf, const ft_keras_opts *o, kbind *b, int nb)
 {
     int any_conv = 0, any_th = 0;
@@ -2012,7 +2048,7 @@ int ft_keras_import(const char *path, const ft_keras_opts *opts, ft_keras_result
     out->weights_only = !kf.model_config;
 
     if (opts->config_path) {
-        if ((rc = ft_config_load(&out->cfg, opts->config_path, NULL, 0, err)) ||
+        if ((rc = load_user_config(opts, path, &out->cfg, err)) ||
             (rc = ft_model_build(&out->model, &out->cfg.input, out->cfg.layers, out->cfg.nlayers,
                                  err)) ||
             (rc = binds_from_model(&k, &kf, &out->model, opts, &binds, &nbinds)) ||

@@ -100,7 +100,6 @@ if [ "$have_mnist" = 1 ]; then
     # keras2cpp's example/my_nn_arch.json: Conv 4 -> Conv 4 (3x3 same) -> MaxPool -> Flatten
     # -> Dense 6 -> Dense 10, inputs x/255, layer names as in the weights file.
     cat >keras1.cfg <<'CFG'
-data = { train = "mnist-test.h5"; };
 model = {
   input = [1, 28, 28];
   layers = (
