@@ -9,7 +9,8 @@
 #   - the data directory is read-only for the job (it runs as 'nobody'; the run directories
 #     are its own), as on a cluster file system;
 #   - `ftune eval` under `srun --mpi=pmix` with 2 ranks: JSON on stdout, the Slurm line on
-#     stderr, the same accuracy as the training run reported.
+#     stderr, the same accuracy as the training run reported;
+#   - --cpus-per-task=2 gives 2 BLAS threads per rank.
 # Usage (ctest): t_slurm_single.sh FTUNE_BIN SOURCE_DIR BUILD_DIR. Skips (77) without root or
 # the slurm-wlm and munge packages.
 set -euo pipefail
@@ -85,7 +86,18 @@ h5_same ../ref/runs/ft/model.h5 runs/ft/model.h5 /model
 # ---- ftune eval through srun --mpi=pmix ------------------------------------------------------
 j3=$("${AS[@]}" sbatch --parsable -n 2 -o eval-%j.out -e eval-%j.err --wrap \
     "srun --mpi=pmix $FTUNE eval runs/ft/model.h5 --data $TMP/data/ft-eval.h5 --json")
+# ranks x threads follow --cpus-per-task (the template exports OPENBLAS_NUM_THREADS)
+j4=$("${AS[@]}" sbatch --parsable -n 1 -c 2 -o threads-%j.out "$SRC/slurm/train-single.sbatch" \
+    ../pre.cfg --set 'run.dir="runs/threads"' --set train.max_steps=2)
 sl_wait "$j3" 60
+sl_wait "$j4" 60
+if grep -qF "1 rank x 2 BLAS threads" "threads-$j4.out" &&
+    grep -qF "slurm: job $j4, 1 node, 1 rank, restart 0, 2 CPUs per task" "threads-$j4.out"; then
+    note "ok: --cpus-per-task=2 gives 2 BLAS threads per rank"
+else
+    fail "job $j4 (-n 1 -c 2) does not report 1 rank x 2 BLAS threads"
+    tail -n 5 "threads-$j4.out"
+fi
 st=$(sl_state "$j3")
 [ "$st" = "COMPLETED 0:0" ] || fail "eval job $j3 ended as '$st'"
 grep -qF "slurm: job $j3, 1 node, 2 ranks" "eval-$j3.err" || fail "eval-$j3.err lacks the slurm line"
