@@ -12,8 +12,6 @@
 
 #include "commands.h"
 
-int cmd_import_keras(int argc, char **argv); /* called by cmd_import (mpi/cmd_import.c) */
-
 static void keras_usage(FILE *f)
 {
     fputs("usage: ftune import keras MODEL.h5 -o OUT.h5 [--config-out OUT.cfg] [--config CFG]\n"
