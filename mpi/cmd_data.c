@@ -17,6 +17,8 @@ static const char data_usage[] =
     "Subcommands:\n"
     "  import-idx   convert MNIST-style IDX files (plain or .gz) to an ftune dataset\n"
     "  import-csv   convert a CSV file (numeric features + integer label) to a dataset\n"
+    "  import-text  tokenize TSV/CSV/JSONL text (+ label, or source + target) into a dataset\n"
+    "  tokenize     print the token ids of text with a tokenizer (or --decode ids)\n"
     "\n"
     "Run 'ftune data <subcommand> --help' for its options. Dataset layout: docs/formats.md.\n";
 
@@ -234,5 +236,9 @@ int cmd_data(int argc, char **argv)
         return run_import(1, argc - 1, argv + 1);
     if (!strcmp(sub, "import-csv"))
         return run_import(0, argc - 1, argv + 1);
+    if (!strcmp(sub, "import-text"))
+        return cmd_data_import_text(argc - 1, argv + 1);
+    if (!strcmp(sub, "tokenize"))
+        return cmd_data_tokenize(argc - 1, argv + 1);
     return usage_error(NULL, "unknown subcommand '%s'", sub);
 }

@@ -9,8 +9,7 @@
 
 #include "ftune/tokenizer.h"
 
-int cmd_data_import_text(int argc, char **argv);
-int cmd_data_tokenize(int argc, char **argv);
+#include "commands.h"
 
 #define MAX_CLASS_LIST 4096
 

@@ -224,13 +224,8 @@ int cmd_import(int argc, char **argv)
     }
     if (!strcmp(argv[1], "safetensors"))
         return import_safetensors(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "keras")) {
-        if (!cmd_import_keras) {
-            fprintf(stderr, "ftune import: 'keras' is not available in this build\n");
-            return 2;
-        }
+    if (!strcmp(argv[1], "keras"))
         return cmd_import_keras(argc - 1, argv + 1);
-    }
     fprintf(stderr, "ftune import: unknown format '%s' (keras or safetensors)\n", argv[1]);
     import_usage(stderr);
     return 2;

@@ -61,19 +61,12 @@ int main(int argc, char **argv)
         return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "data"))
         return cmd_data(argc - 1, argv + 1);
-    int (*more)(int, char **) = NULL;
     if (!strcmp(cmd, "import"))
-        more = cmd_import;
-    else if (!strcmp(cmd, "export"))
-        more = cmd_export;
-    else if (!strcmp(cmd, "report"))
-        more = cmd_report;
-    if (more)
-        return more(argc - 1, argv + 1);
-    if (!strcmp(cmd, "import") || !strcmp(cmd, "export") || !strcmp(cmd, "report")) {
-        fprintf(stderr, "ftune: '%s' is not available in this build\n", cmd);
-        return 2;
-    }
+        return cmd_import(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export"))
+        return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report"))
+        return cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "ftune: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;
