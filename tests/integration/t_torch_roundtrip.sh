@@ -140,4 +140,63 @@ assert abs(res["loss"] - loss_torch) <= 1e-4 * max(1.0, abs(loss_torch))
 EOF
 run compare "$PY" compare.py "$SRC/tools"
 cat compare.out
+
+# Every supported layer kind, channels-last data (model.preprocess.layout =
+# "nhwc") and a fx-traced functional forward: torch_export.py -> ftune import
+# safetensors -> ftune eval --save-logits equals PyTorch.
+cat >wide.py <<'EOF2'
+import torch, torch.nn as nn, torch.nn.functional as F
+
+
+class Wide(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.LeakyReLU(0.2), nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3, stride=2, bias=False), nn.GELU(approximate="tanh"),
+            nn.AvgPool2d(2, padding=1), nn.Tanh())
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(8, 16)
+        self.norm = nn.BatchNorm1d(16)
+        self.out = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = torch.flatten(self.gap(F.avg_pool2d(self.body(x), 1)), 1)
+        x = torch.sigmoid(self.norm(self.head(F.dropout(x, 0.1, self.training))))
+        return F.log_softmax(F.gelu(self.out(x)), dim=1)
+EOF2
+cat >wide_check.py <<'EOF2'
+import subprocess, sys
+import h5py, numpy as np, torch
+import wide
+ftune = sys.argv[1]
+torch.manual_seed(3)
+m = wide.Wide()
+with torch.no_grad():
+    for bn in (m.body[1], m.norm):
+        bn.running_mean.uniform_(-0.3, 0.3); bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5); bn.bias.uniform_(-0.2, 0.2)
+m.eval()
+torch.save(m.state_dict(), "wide.pt")
+subprocess.run([sys.executable, sys.argv[2], "--module", "wide.py", "--class", "Wide", "--weights",
+                "wide.pt", "--input-shape", "3,16,16", "--layout", "nhwc", "--scale", "2.0",
+                "-o", "wide.safetensors", "--config", "wide.cfg"], check=True)
+subprocess.run([ftune, "import", "safetensors", "wide.safetensors", "--config", "wide.cfg",
+                "-o", "wide.h5"], check=True)
+x = torch.rand(40, 3, 16, 16)
+with h5py.File("wide-data.h5", "w") as f:
+    f["inputs"] = x.permute(0, 2, 3, 1).contiguous().numpy()  # stored channels-last
+    f["labels"] = (np.arange(40) % 5).astype(np.int32)
+subprocess.run([ftune, "eval", "wide.h5", "--data", "wide-data.h5", "--save-logits",
+                "wide-logits.h5"], check=True, stdout=subprocess.DEVNULL)
+with torch.no_grad():
+    want = m(x * 2.0)
+got = torch.log_softmax(torch.from_numpy(h5py.File("wide-logits.h5")["logits"][:]), 1)
+diff = (got - want).abs().max().item()
+same = int((got.argmax(1) == want.argmax(1)).sum())
+print(f"wide: log-probabilities max |diff| {diff:.3g}; predictions equal for {same}/40")
+assert diff <= 1e-4 and same == 40
+EOF2
+run wide "$PY" wide_check.py "$FTUNE" "$SRC/tools/torch_export.py"
+tail -n 1 wide.out
 echo OK
