@@ -21,7 +21,8 @@ set -euo pipefail
 
 REQUIRED=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-dev
     libhdf5-openmpi-dev hdf5-tools libconfig-dev zlib1g-dev dataset-fashion-mnist)
-OPTIONAL=(python3-torch python3-h5py clang-format cppcheck valgrind slurm-wlm munge)
+OPTIONAL=(python3-torch python3-h5py python3-numpy python3-nltk clang clang-format cppcheck valgrind
+          slurm-wlm munge)
 
 with_optional=0
 mode=install
