@@ -1605,9 +1605,9 @@ static void convert(const kbind *b, ft_layer *l, int wi, const float *src)
         if (!b->center && k >= 1)
             k++;
         dst = k == 0 ? "weight" : k == 1 ? "bias" : k == 2 ? "running_mean" : "running_var";
-        float *d = find_param(l, dst)->data;
-        for (size_t t = 0; t < (size_t)b->out; t++)
-            d[t] = src[b->perm ? perm_index(b, t) : t];
+        ft_param *d = find_param(l, dst);
+        for (size_t t = 0; d && t < (size_t)b->out; t++)
+            d->data[t] = src[b->perm ? perm_index(b, t) : t];
     }
 }
 
@@ -1647,6 +1647,13 @@ static int fill_bind(const kfile *kf, const kbind *b, ft_layer *l, ft_err *err)
                      nw, nw == 1 ? "" : "s", nw ? ": " : "", list, n, want);
     }
     float *buf = NULL;
+    /* a batchnorm without gamma (scale=false) or beta (center=false): 1 and 0 */
+    ft_param *bw = b->kind == B_BN && !b->scale ? find_param(l, "weight") : NULL;
+    ft_param *bb = b->kind == B_BN && !b->center ? find_param(l, "bias") : NULL;
+    for (size_t t = 0; bw && t < bw->count; t++)
+        bw->data[t] = 1.0f;
+    for (size_t t = 0; bb && t < bb->count; t++)
+        bb->data[t] = 0.0f;
     for (int i = 0; i < n && !rc; i++) {
         hid_t ds = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID,
               dcpl = H5I_INVALID_HID;
@@ -1884,6 +1891,33 @@ static int binds_from_model(kctx *k, const kfile *kf, const ft_model *m, const f
     if (rc) {
         free(b);
         return rc;
+    }
+    /* batchnorm: which of gamma and beta the file has (center/scale = false
+     * leave them out), from the weight names when there are not all four */
+    for (int j = 0; j < nb && !rc; j++) {
+        if (b[j].kind != B_BN)
+            continue;
+        hid_t g;
+        char **wn;
+        size_t nw;
+        rc = layer_weights(kf, b[j].kname, &g, &wn, &nw, err);
+        if (rc)
+            break;
+        if (g >= 0 && nw < 4) {
+            b[j].scale = b[j].center = 0;
+            for (size_t t = 0; t < nw; t++) {
+                b[j].scale |= strstr(wn[t], "gamma") != NULL;
+                b[j].center |= strstr(wn[t], "beta") != NULL;
+            }
+        }
+        if (g >= 0)
+            H5Oclose(g);
+        ft_h5_free_strings(wn, nw);
+        if (!b[j].affine && (b[j].scale || b[j].center))
+            rc = ft_fail(err, FT_EINPUT,
+                         "%s: layer '%s' has gamma or beta in the file, but layer '%s' of %s has "
+                         "affine = false",
+                         kf->path, b[j].kname, m->layers[b[j].layer].name, o->config_path);
     }
     /* kernel layouts (Keras 1 may store 'th' kernels), data format, flips */
     int any_th = 0;

@@ -698,6 +698,89 @@ static void test_functional(void)
     ft_keras_result_free(&r);
 }
 
+/* BatchNormalization(scale=false): no gamma in the file; ftune's weight is 1.
+ * Imported from model_config and, as a weights-only file, with a config. */
+static void check_bn_noscale(const ft_keras_result *r, const float *beta, const float *mean,
+                             const float *var)
+{
+    const ft_layer *bn = &r->model.layers[1];
+    CHECK(!strcmp(bn->ops->kind, "batchnorm") && bn->nparams == 4);
+    if (bn->nparams != 4)
+        return;
+    int bad = 0;
+    for (int i = 0; i < 3; i++)
+        bad += bn->params[0].data[i] != 1.0f || bn->params[1].data[i] != beta[i] ||
+               bn->params[2].data[i] != mean[i] || bn->params[3].data[i] != var[i];
+    CHECK(bad == 0);
+}
+
+static void test_bn_noscale(void)
+{
+    const float d1k[6] = {1, 2, 3, 4, 5, 6}, d1b[3] = {0.1f, 0.2f, 0.3f};
+    const float beta[3] = {-1, 0.5f, 2}, mean[3] = {0.25f, -0.5f, 1}, var[3] = {1, 2, 3};
+    const float d2k[6] = {1, -1, 2, -2, 3, -3}, d2b[2] = {0, 1};
+    for (int weights_only = 0; weights_only < 2; weights_only++) {
+        const char *p = path_in(weights_only ? "bn_w.h5" : "bn_full.h5");
+        hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        set_vstr(f, "keras_version", "2.2.4");
+        hid_t mw = f;
+        if (!weights_only) {
+            set_vstr(f, "model_config",
+                     "{\"class_name\": \"Sequential\", \"config\": [{\"class_name\": \"Dense\", "
+                     "\"config\": {\"name\": \"d1\", \"units\": 3, \"batch_input_shape\": [null, "
+                     "2]}}, {\"class_name\": \"BatchNormalization\", \"config\": {\"name\": "
+                     "\"bn\", \"scale\": false}}, {\"class_name\": \"Dense\", \"config\": "
+                     "{\"name\": \"d2\", \"units\": 2}}]}");
+            mw = H5Gcreate2(f, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        }
+        const char *names[] = {"d1", "bn", "d2"};
+        set_fstrs(mw, "layer_names", names, 3);
+        const hsize_t k1[2][2] = {{2, 3}, {3}}, kb[3][2] = {{3}, {3}, {3}},
+                      k2[2][2] = {{3, 2}, {2}};
+        const int r21[2] = {2, 1}, r1[3] = {1, 1, 1};
+        const char *w1[] = {"d1/kernel:0", "d1/bias:0"};
+        const float *v1[] = {d1k, d1b};
+        add_weights(mw, "d1", w1, 2, v1, NULL, r21, k1);
+        const char *wb[] = {"bn/beta:0", "bn/moving_mean:0", "bn/moving_variance:0"};
+        const float *vb[] = {beta, mean, var};
+        add_weights(mw, "bn", wb, 3, vb, NULL, r1, kb);
+        const char *w2[] = {"d2/kernel:0", "d2/bias:0"};
+        const float *v2[] = {d2k, d2b};
+        add_weights(mw, "d2", w2, 2, v2, NULL, r21, k2);
+        if (mw != f)
+            H5Gclose(mw);
+        H5Fclose(f);
+
+        ft_keras_opts o;
+        ft_keras_opts_default(&o);
+        const char *cfg = path_in("bn.cfg");
+        write_text(cfg, "model = { input = [2]; layers = ("
+                        "{ name = \"d1\"; type = \"dense\"; units = 3; },"
+                        "{ name = \"bn\"; type = \"batchnorm\"; },"
+                        "{ name = \"d2\"; type = \"dense\"; units = 2; }); };\n");
+        if (weights_only)
+            o.config_path = cfg;
+        ft_keras_result r;
+        ft_err err = {0};
+        int rc = ft_keras_import(p, &o, &r, &err);
+        if (CHECK(rc == FT_OK))
+            check_bn_noscale(&r, beta, mean, var);
+        else
+            printf("bn scale=false (%s): %s\n", weights_only ? "weights only" : "full", err.msg);
+        ft_keras_result_free(&r);
+        if (weights_only) {
+            /* affine = false in the config, but the file has beta: refused */
+            write_text(cfg, "model = { input = [2]; layers = ("
+                            "{ name = \"d1\"; type = \"dense\"; units = 3; },"
+                            "{ name = \"bn\"; type = \"batchnorm\"; affine = false; },"
+                            "{ name = \"d2\"; type = \"dense\"; units = 2; }); };\n");
+            CHECK(ft_keras_import(p, &o, &r, &err) == FT_EINPUT);
+            CHECK_STR_CONTAINS(err.msg, "affine = false");
+            ft_keras_result_free(&r);
+        }
+    }
+}
+
 /* An import that must fail with FT_EINPUT and a message holding every needle. */
 static void expect_error(const char *file, int flags, const char *what, const char *n1,
                          const char *n2, const char *n3)
@@ -832,6 +915,7 @@ int main(int argc, char **argv)
     test_weights_only();
     test_keras1_th();
     test_functional();
+    test_bn_noscale();
     test_hostile();
     return tu_done("test_keras");
 }
