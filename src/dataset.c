@@ -590,6 +590,9 @@ int ft_dataset_create(ft_dataset_writer *w, const char *path, uint64_t n, const 
                        MAX_CLASSES);
     w->n = n;
     w->sample_floats = count;
+    /* a full disk or a file-size limit is reported before HDF5 writes (ft_h5_reserve) */
+    if (ft_h5_reserve(path, (unsigned long long)n * (count + 1) * sizeof(float) + 8192, err))
+        return err->code;
     hid_t f;
     int rc = ft_h5_create_tmp(path, w->tmp_path, sizeof w->tmp_path, &f, err);
     if (rc)

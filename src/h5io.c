@@ -701,6 +701,16 @@ int ft_save_ex(const char *path, const ft_model *m, const char *config_text, con
             return ft_err_prefix(err, "%s", path);
     }
 
+    /* Room for the file first (about: data, texts and ~512 bytes per HDF5 object), so that
+     * a full disk is reported before HDF5 writes anything (see ft_h5_reserve). */
+    unsigned long long objects = 8, bytes = m->nparams + (o ? o->nstate : 0);
+    for (int i = 0; i < m->nlayers; i++)
+        objects += 1 + (unsigned long long)m->layers[i].nparams * (o ? 3 : 1) + (o ? 1 : 0);
+    bytes = bytes * sizeof(float) + objects * 512 + 4096 + (config_text ? strlen(config_text) : 0) +
+            (metrics_json ? strlen(metrics_json) : 0);
+    if (ft_h5_reserve(path, bytes, err))
+        return FT_ERUNTIME;
+
     size_t tlen = strlen(path) + 64;
     char *tmp = malloc(tlen);
     if (!tmp)

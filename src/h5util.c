@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* fallocate, memfd_create */
 #include "ftune/h5util.h"
 
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -447,11 +449,50 @@ int ft_h5_commit(hid_t file, const char *tmp, const char *path, ft_err *err)
     return FT_OK;
 }
 
+int ft_h5_reserve(const char *path, unsigned long long bytes, ft_err *err)
+{
+    char scratch[1100];
+    if (snprintf(scratch, sizeof scratch, "%s.reserve.%ld", path, (long)getpid()) >=
+        (int)sizeof scratch)
+        return FT_OK;
+    int fd = open(scratch, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return FT_OK; /* the write itself will report why */
+    unlink(scratch);  /* nothing is left behind, whatever happens next */
+    int rc = FT_OK;
+    if (bytes > 0 && fallocate(fd, 0, 0, (off_t)bytes) != 0) {
+        int e = errno;
+        if (e == ENOSPC || e == EDQUOT || e == EFBIG)
+            rc = ft_fail(err, FT_ERUNTIME, "%s: cannot write %.1f %s: %s", path,
+                         bytes >= (1u << 20) ? (double)bytes / 1048576.0 : (double)bytes / 1024.0,
+                         bytes >= (1u << 20) ? "MiB" : "KiB", strerror(e));
+    }
+    close(fd);
+    return rc;
+}
+
 void ft_h5_discard(hid_t file, const char *tmp)
 {
     ft_h5_quiet();
-    if (file >= 0)
+    if (file >= 0) {
+        /* Closing flushes, and a flush that fails (disk full) leaves HDF5 1.10 with a file
+         * it can neither close nor release at exit (a crash in H5F_term_package). The file
+         * is being thrown away: point HDF5's descriptor at an anonymous memory file first,
+         * so that the final flush cannot fail. */
+        hid_t fapl = H5Fget_access_plist(file);
+        void *handle = NULL;
+        if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+            H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle) {
+            int mfd = memfd_create("ftune-discard", 0);
+            if (mfd >= 0) {
+                dup2(mfd, *(int *)handle);
+                close(mfd);
+            }
+        }
+        if (fapl >= 0)
+            H5Pclose(fapl);
         H5Fclose(file);
+    }
     H5Eclear2(H5E_DEFAULT);
     if (tmp && tmp[0])
         unlink(tmp);

@@ -57,6 +57,12 @@ void ft_h5_free_strings(char **values, size_t count);
  * Discard closes and removes it. So a failed or interrupted write never
  * leaves a half-written file under the final name. */
 int ft_h5_create_tmp(const char *path, char *tmp, size_t tmplen, hid_t *file, ft_err *err);
+/* Checks, before any HDF5 write, that about `bytes` can be written next to path: reserves
+ * them in an unlinked scratch file (fallocate) and releases them. A full disk, a quota or a
+ * file-size limit is then an FT_ERUNTIME naming path and the reason, and HDF5 never sees a
+ * failed write (HDF5 1.10 cannot close a file whose flush failed, and crashes at exit).
+ * File systems without fallocate are not checked. */
+int ft_h5_reserve(const char *path, unsigned long long bytes, ft_err *err);
 int ft_h5_commit(hid_t file, const char *tmp, const char *path, ft_err *err);
 void ft_h5_discard(hid_t file, const char *tmp);
 
