@@ -108,6 +108,11 @@ static int shape_matches(const ft_st_tensor *t, const ft_shape *s)
     return 1;
 }
 
+static int is_float_dtype(int dtype)
+{
+    return dtype == FT_ST_F32 || dtype == FT_ST_F16 || dtype == FT_ST_BF16 || dtype == FT_ST_F64;
+}
+
 static int is_nbt(const char *name)
 {
     const char *dot = strrchr(name, '.');
@@ -215,10 +220,10 @@ static int load_safetensors(const char *path, ft_model *m, const char *const *re
                              "(name the layer's module with pretrained.map = { %s = \"...\"; }, or "
                              "list it in pretrained.reinit)",
                              path, l->name, p->name, name, hint, l->name);
-            } else if (!ft_st_dtype_readable(t->dtype)) {
+            } else if (!is_float_dtype(t->dtype)) {
                 rc = ft_fail(err, FT_EINPUT,
-                             "%s: layer '%s' parameter '%s': tensor '%s' has dtype %s, which "
-                             "ftune cannot read (F32, F16, BF16 and F64 are read)",
+                             "%s: layer '%s' parameter '%s': tensor '%s' has dtype %s; parameters "
+                             "must be floating point (F32, F16, BF16 or F64)",
                              path, l->name, p->name, name, ft_st_dtype_name(t->dtype));
             } else if (!shape_matches(t, &p->shape)) {
                 rc = ft_fail(err, FT_EINPUT,

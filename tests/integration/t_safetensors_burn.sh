@@ -140,6 +140,10 @@ expect_fail trunc truncated.safetensors "tensor 'fc1.weight'" "run past the end 
 printf '\xff\xff\xff\xff\xff\xff\xff\x7f{}' >huge.safetensors
 run huge "$FTUNE" import safetensors huge.safetensors --config burn.cfg -o x.h5
 expect_fail huge huge.safetensors "header length" "limit"
+# a weight stored as integers (same byte size, so only the dtype is wrong)
+LC_ALL=C sed 's/"conv1.bias":{"dtype":"F32"/"conv1.bias":{"dtype":"I32"/' "$MODEL" >int.safetensors
+run dtype "$FTUNE" import safetensors int.safetensors --config burn.cfg -o x.h5
+expect_fail dtype int.safetensors "tensor 'conv1.bias' has dtype I32" "floating point"
 write_cfg fc5.cfg 5
 run shape "$FTUNE" import safetensors "$MODEL" --config fc5.cfg -o x.h5
 expect_fail shape "layer 'fc2' parameter 'weight': tensor 'fc2.weight' has shape [10, 32] in the file but [5, 32] in the model" "pretrained.reinit"

@@ -283,6 +283,17 @@ static void test_load(void)
     p = write_weights(0, "bias.safetensors", "conv1", "bn", "fc", 1, 2);
     if (build(&c, &m, NULL))
         return;
+    /* a parameter stored with an integer or unreadable dtype */
+    {
+        int64_t iv[3] = {1, 2, 3};
+        ft_st_entry ents[2] = {{"conv1.weight", FT_ST_F32, 4, {3, 2, 3, 3}, conv_w},
+                               {"conv1.bias", FT_ST_I64, 1, {3}, iv}};
+        const char *ip = tpath(2, "int.safetensors");
+        CHECK(ft_st_write(ip, ents, 2, NULL, 0, &err) == FT_OK);
+        CHECK(ft_load_pretrained(ip, &m, NULL, 0, NULL, NULL, NULL, &err) == FT_EINPUT);
+        CHECK_STR_CONTAINS(err.msg, "tensor 'conv1.bias' has dtype I64; parameters must be "
+                                    "floating point");
+    }
     CHECK(ft_load_pretrained(p, &m, NULL, 0, NULL, NULL, NULL, &err) == FT_EINPUT);
     CHECK_STR_CONTAINS(err.msg, "tensor 'fc.bias' belongs to layer 'fc', which has no parameter "
                                 "'bias'");
