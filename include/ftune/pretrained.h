@@ -44,10 +44,9 @@ int ft_weights_format(const char *path, int *format, ft_err *err);
  * ft_load_weights, matched by layer name (map unused). safetensors: each
  * parameter from its tensor name (above); F16, BF16 and F64 are converted.
  * Layers in reinit are skipped. Every check is made before m is changed:
- * *  - a parameter whose tensor is missing, has another shape or is not
+ *  - a parameter whose tensor is missing, has another shape or is not
  *    stored as F32, F16, BF16 or F64 is an error naming the file, layer,
- *    tensor and shapes
- *    (with the pretrained.reinit / pretrained.map hint);
+ *    tensor and shapes (with the pretrained.reinit / pretrained.map hint);
  *  - a tensor "<prefix>.<name>" that the layer does not have (a bias the
  *    layer was declared without) is an error;
  *  - tensors nothing used are reported in one warning (num_batches_tracked
