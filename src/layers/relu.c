@@ -30,9 +30,13 @@ static void relu_backward(ft_layer *l, const ft_ctx *c, const float *x, const fl
     if (!dx)
         return;
     size_t total = (size_t)c->n * ft_shape_count(&l->in);
-    /* gradient at exactly 0 is 0, as in PyTorch */
-    for (size_t i = 0; i < total; i++)
-        dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    /* gradient at exactly 0 is 0, as in PyTorch. dy is loaded unconditionally
+     * so the compiler can use a vector select instead of a branch per element
+     * (a branch on the sign of x mispredicts about half the time). */
+    for (size_t i = 0; i < total; i++) {
+        float g = dy[i];
+        dx[i] = x[i] > 0.0f ? g : 0.0f;
+    }
 }
 
 const ft_layer_ops ft_relu_ops = {
