@@ -47,8 +47,13 @@ int cmd_train(int argc, char **argv)
         } else if (!strncmp(a, "--set=", 6) && nsets < MAX_SETS) {
             sets[nsets++] = a + 6;
         } else if (!strcmp(a, "--resume")) {
+            /* The argument is optional: the next word is taken when it is
+             * "auto", when the config was already named, or when another
+             * word (the config) follows it. */
             resume = "auto";
-            if (i + 1 < argc && argv[i + 1][0] != '-' && config) /* optional argument */
+            int next = i + 1 < argc && argv[i + 1][0] != '-';
+            int after = i + 2 < argc && argv[i + 2][0] != '-';
+            if (next && (!strcmp(argv[i + 1], "auto") || config || after))
                 resume = argv[++i];
         } else if (!strncmp(a, "--resume=", 9)) {
             resume = a + 9;
@@ -57,8 +62,6 @@ int cmd_train(int argc, char **argv)
             return 2;
         } else if (!config) {
             config = a;
-        } else if (resume && !strcmp(resume, "auto") && !strcmp(argv[i - 1], "--resume")) {
-            resume = a;
         } else {
             fprintf(stderr, "ftune train: unexpected argument '%s'\n", a);
             return 2;
