@@ -111,6 +111,24 @@ static int load_weights(trainer *t, const char *resume_path, ft_err *err)
     return FT_OK;
 }
 
+/* The optimizer and training state of a checkpoint verify too (state_checksum). Only damage
+ * makes --resume skip a checkpoint here: a state that does not fit the configuration (another
+ * optimizer, other frozen layers) is reported by the real load, not silently skipped. */
+static int probe_state(trainer *t, const char *path, ft_model *probe, ft_err *err)
+{
+    ft_optim po;
+    ft_train_state st;
+    memset(&po, 0, sizeof po);
+    ft_err e = {0};
+    int rc = FT_OK;
+    if (ft_optim_init(&po, &t->cfg->optim, probe, &e) == FT_OK &&
+        ft_load_train_state(path, probe, &po, &st, &e) != FT_OK &&
+        (strstr(e.msg, "corrupted") || strstr(e.msg, "damaged") || strstr(e.msg, "cannot read")))
+        rc = ft_fail(err, e.code, "%s", e.msg);
+    ft_optim_free(&po);
+    return rc;
+}
+
 static int resolve_resume(trainer *t, const char *resume, char *path, size_t len, ft_err *err)
 {
     path[0] = '\0';
@@ -129,7 +147,8 @@ static int resolve_resume(trainer *t, const char *resume, char *path, size_t len
             ft_err e2 = {0};
             if (ft_model_build(&probe, &t->cfg->input, t->cfg->layers, t->cfg->nlayers, &e2) ==
                     FT_OK &&
-                ft_load_weights(paths[i], &probe, NULL, 0, 1, NULL, NULL, &e2) == FT_OK) {
+                ft_load_weights(paths[i], &probe, NULL, 0, 1, NULL, NULL, &e2) == FT_OK &&
+                probe_state(t, paths[i], &probe, &e2) == FT_OK) {
                 size_t k = strnlen(paths[i], len - 1);
                 memcpy(path, paths[i], k);
                 path[k] = '\0';
