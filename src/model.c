@@ -73,13 +73,20 @@ static int layout_arenas(ft_model *m, ft_err *err)
     for (int i = 0; i < m->nlayers; i++) {
         ft_layer *l = &m->layers[i];
         for (int j = 0; j < l->nparams; j++) {
-            np += l->params[j].count;
+            /* a config read from a file may ask for anything: the sums must not wrap */
+            size_t count = l->params[j].count;
+            if (count > SIZE_MAX - np)
+                return ft_fail(err, FT_EINPUT, "layer '%s': the model has too many parameters",
+                               l->name);
+            np += count;
             if (!l->frozen && l->params[j].learnable)
-                ng += l->params[j].count;
+                ng += count;
         }
     }
     m->nparams = np;
     m->ngrads = ng;
+    if (ft_check_alloc(np, sizeof(float), "the model (its parameters)", err))
+        return err->code;
     m->params = ft_alloc_floats(np, err);
     if (!m->params)
         return err->code;

@@ -8,6 +8,10 @@
  *   h5forge short-storage OUT.h5               inputs [1000, 4] contiguous, 16 values stored
  *   h5forge huge-param OUT.h5                  a model file whose dense weight is [2^30, 2^30]
  *   h5forge huge-config OUT.h5                 a model file whose config asks for 2^60 params
+ *   h5forge include-config OUT.h5 FILE         a model file whose config @includes FILE
+ *   h5forge relabel IN.h5 OUT.h5 ROW VALUE     copy a dataset, label of row ROW set to VALUE
+ *   h5forge empty OUT.h5                       inputs [0, 4], labels [0]
+ *   h5forge wide OUT.h5                        inputs [3, 1, 1024, 1024] (4 MiB per sample)
  *
  * Chunked datasets with no chunk written take no space, so a file of a few KiB can declare
  * terabytes: ftune must refuse them before allocating. */
@@ -73,6 +77,68 @@ static void int_attr(hid_t loc, const char *name, hid_t type, long long v)
     H5Awrite(a, H5T_NATIVE_LLONG, &v);
     H5Aclose(a);
     H5Sclose(s);
+}
+
+/* Reads a whole dataset (small test files only). */
+static int read_all(const char *in, ft_dataset *d, float **x, int **y)
+{
+    ft_err err = {0};
+    if (ft_dataset_open(d, in, NULL, &err))
+        return die(err.msg);
+    *x = malloc(d->n * d->sample_floats * sizeof **x);
+    *y = malloc(d->n * sizeof **y);
+    uint64_t *idx = malloc(d->n * sizeof *idx);
+    if (!*x || !*y || !idx)
+        return die("out of memory");
+    for (uint64_t i = 0; i < d->n; i++)
+        idx[i] = i;
+    int rc = ft_dataset_read(d, idx, (int)d->n, *x, *y, &err);
+    free(idx);
+    return rc ? die(err.msg) : 0;
+}
+
+/* Writes inputs and labels with HDF5 directly (no checks: labels may be out of range). */
+static int write_raw(const char *out, int rank, const hsize_t *dims, const float *x, const int *y,
+                     long long classes)
+{
+    hid_t f = H5Fcreate(out, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t xs = H5Screate_simple(rank, dims, NULL), ys = H5Screate_simple(1, dims, NULL);
+    hid_t xd = H5Dcreate2(f, "inputs", H5T_IEEE_F32LE, xs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t yd = H5Dcreate2(f, "labels", H5T_STD_I32LE, ys, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0 || xd < 0 || yd < 0)
+        return die("cannot create datasets");
+    if (dims[0] > 0 && (H5Dwrite(xd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0 ||
+                        H5Dwrite(yd, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) < 0))
+        return die("cannot write");
+    if (classes > 0)
+        int_attr(f, "classes", H5T_STD_I64LE, classes);
+    H5Dclose(xd);
+    H5Dclose(yd);
+    H5Sclose(xs);
+    H5Sclose(ys);
+    H5Fclose(f);
+    return 0;
+}
+
+static int relabel(const char *in, const char *out, const char *row_s, const char *value)
+{
+    ft_dataset d;
+    float *x;
+    int *y;
+    if (read_all(in, &d, &x, &y))
+        return 1;
+    uint64_t row = strtoull(row_s, NULL, 10);
+    if (row >= d.n)
+        return die("row out of range");
+    y[row] = atoi(value);
+    hsize_t dims[5] = {d.n};
+    for (int i = 0; i < d.sample.rank; i++)
+        dims[i + 1] = (hsize_t)d.sample.d[i];
+    int rc = write_raw(out, d.sample.rank + 1, dims, x, y, d.classes);
+    ft_dataset_close(&d);
+    free(x);
+    free(y);
+    return rc;
 }
 
 static int poison(const char *in, const char *out, const char *row_s, const char *what)
@@ -183,7 +249,7 @@ int main(int argc, char **argv)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     const char *kind = argc > 2 ? argv[1] : "";
-    const char *out = argc > 2 ? argv[argc == 6 ? 3 : 2] : "";
+    const char *out = argc > 2 ? argv[2] : "";
     if (!strcmp(kind, "poison") && argc == 6)
         return poison(argv[2], argv[3], argv[4], argv[5]);
     if (!strcmp(kind, "huge-n")) {
@@ -200,6 +266,25 @@ int main(int argc, char **argv)
     }
     if (!strcmp(kind, "short-storage"))
         return short_storage(out);
+    if (!strcmp(kind, "relabel") && argc == 6)
+        return relabel(argv[2], argv[3], argv[4], argv[5]);
+    if (!strcmp(kind, "empty")) {
+        hsize_t d[2] = {0, 4};
+        return write_raw(out, 2, d, NULL, NULL, 4);
+    }
+    if (!strcmp(kind, "wide")) {
+        hsize_t d[4] = {3, 1, 1024, 1024};
+        float *x = calloc(3u << 20, sizeof *x);
+        int y[3] = {0, 1, 0};
+        int rc = x ? write_raw(out, 4, d, x, y, 2) : die("out of memory");
+        free(x);
+        return rc;
+    }
+    if (!strcmp(kind, "include-config") && argc == 4) {
+        char cfg[1200];
+        snprintf(cfg, sizeof cfg, "@include \"%s\"\n", argv[3]);
+        return huge_model(argv[2], 2, 4, cfg);
+    }
     if (!strcmp(kind, "huge-param"))
         return huge_model(out, (hsize_t)1 << 30, (hsize_t)1 << 30,
                           "data = { train = \"x.h5\"; };\nmodel = { input = [4]; layers = ( "
@@ -210,6 +295,7 @@ int main(int argc, char **argv)
                           "layers = ( { name = \"fc1\"; type = \"dense\"; units = 1073741824; "
                           "} ); };\n");
     fprintf(stderr, "usage: h5forge poison IN OUT ROW nan|inf | huge-n OUT | huge-dims OUT | "
-                    "huge-sample OUT | short-storage OUT | huge-param OUT | huge-config OUT\n");
+                    "huge-sample OUT | short-storage OUT | huge-param OUT | huge-config OUT | "
+                    "include-config OUT FILE | relabel IN OUT ROW VALUE | empty OUT | wide OUT\n");
     return 2;
 }
