@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "ftune/data.h"
 #include "ftune/h5io.h"
@@ -19,7 +20,9 @@
 #include "ftune/version.h"
 
 #include "evaluate.h"
+#include "featcache.h"
 #include "gradsync.h"
+#include "prefetch.h"
 #include "progress.h"
 #include "rundir.h"
 
@@ -62,6 +65,11 @@ typedef struct trainer {
     int *y;
     uint64_t *ids;
     int local_max;
+    ft_prefetch pf;   /* reads the next batch while this one computes */
+    ft_featcache fc;  /* frozen-prefix outputs, when train.feature_cache is on */
+    double step_time; /* wall time in train_step, this run */
+    uint64_t step_samples;
+    double rss_base; /* MiB resident before the model's buffers (libraries, MPI) */
     long steps_per_epoch, total_steps;
     int higher_is_better;
     /* non-finite steps (train.max_bad_steps); buffers = the non-learnable parameters
@@ -180,6 +188,7 @@ static void log_json(trainer *t, const char *fmt, ...)
 static int save_file(trainer *t, const char *path, int checkpoint, const char *metrics_json,
                      ft_err *err)
 {
+    ft_prefetch_idle(&t->pf); /* HDF5 is not thread-safe: the reader must be idle */
     if (is_root(t))
         ft_save_ex(path, &t->model, t->cfg->text, checkpoint ? &t->opt : NULL,
                    checkpoint ? &t->st : NULL, metrics_json, err);
@@ -239,6 +248,7 @@ static int evaluate(trainer *t, const char *when, ft_err *err)
 {
     if (!t->have_eval)
         return FT_OK;
+    ft_prefetch_idle(&t->pf); /* HDF5 is not thread-safe: the reader must be idle */
     if (ft_evaluate(t->w, &t->model, &t->eval, &t->metrics, err))
         return err->code;
     ft_metrics_summary s = ft_metrics_summarize(&t->metrics);
@@ -265,6 +275,100 @@ static int evaluate(trainer *t, const char *when, ft_err *err)
     }
     free(json);
     return rc;
+}
+
+/* Peak resident set of this process so far (VmHWM), MiB. */
+static double peak_rss_mib(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+/* Feature cache (train.feature_cache): decided and built before the first
+ * step, with the frozen weights already loaded. Collective. */
+static int start_feature_cache(trainer *t, ft_err *err)
+{
+    ft_config *c = t->cfg;
+    if (!c->feature_cache)
+        return FT_OK;
+    char why[512];
+    if (!ft_featcache_usable(&t->model, why, sizeof why)) {
+        if (c->feature_cache != FT_FC_AUTO)
+            return ft_fail(err, FT_EINPUT, "%s: train.feature_cache = \"%s\" refused: %s",
+                           c->origin, c->feature_cache == FT_FC_DISK ? "disk" : "memory", why);
+        if (is_root(t))
+            printf("feature cache: off (%s)\n", why);
+        return FT_OK;
+    }
+    ft_prefetch_idle(&t->pf);
+    size_t budget = (size_t)c->feature_cache_mb << 20;
+    if (ft_featcache_build(&t->fc, t->w, &t->model, &t->train, c->feature_cache, budget,
+                           c->run_dir, err))
+        return err->code;
+    if (t->fc.mode == FT_FC_MEMORY)
+        ft_prefetch_use_memory(&t->pf, t->fc.x, t->fc.y, t->fc.floats);
+    else
+        ft_prefetch_use_dataset(&t->pf, &t->fc.disk);
+    if (is_root(t)) {
+        printf("feature cache: %s, %llu samples x %zu features of '%s' (%.1f MiB%s), built in "
+               "%.2f s; training starts at layer '%s'\n",
+               t->fc.mode == FT_FC_MEMORY ? "memory" : "disk", (unsigned long long)t->fc.n,
+               t->fc.floats, t->model.layers[t->fc.first - 1].name,
+               (double)t->fc.n * (double)(t->fc.floats * sizeof(float) + sizeof(int)) / 1048576.0,
+               t->fc.mode == FT_FC_MEMORY ? " per rank" : ", file", t->fc.build_seconds,
+               t->model.layers[t->fc.first].name);
+        fflush(stdout);
+    }
+    return FT_OK;
+}
+
+/* The closing report: training throughput, where the time went and the
+ * peak memory against the breakdown. Collective. */
+static void report_train_time(trainer *t)
+{
+    ft_mpi *w = t->w;
+    /* per-rank figures: waits, peak RSS (summed into per-rank slots) */
+    size_t k = 4, n = (size_t)w->size * k;
+    double *v = calloc(n, sizeof *v);
+    if (!v)
+        return;
+    double *mine = v + (size_t)w->rank * k;
+    mine[0] = t->pf.wait_seconds;
+    mine[1] = t->gs.wait_seconds;
+    mine[2] = peak_rss_mib();
+    mine[3] = t->rss_base;
+    ft_mpi_sum_doubles(w, v, n);
+    double data_wait = 0, ar_wait = 0, rss = 0, base = 0;
+    for (int r = 0; r < w->size; r++) {
+        double *x = v + (size_t)r * k;
+        data_wait = x[0] > data_wait ? x[0] : data_wait;
+        ar_wait = x[1] > ar_wait ? x[1] : ar_wait;
+        if (x[2] > rss) {
+            rss = x[2];
+            base = x[3];
+        }
+    }
+    free(v);
+    if (!is_root(t))
+        return;
+    double T = t->step_time > 1e-9 ? t->step_time : 1e-9;
+    printf("train: %llu samples in %.3f s = %.1f samples/s (data wait %.3f s, allreduce wait "
+           "%.3f s; max over ranks)\n",
+           (unsigned long long)t->step_samples, t->step_time, (double)t->step_samples / T,
+           data_wait, ar_wait);
+    ft_model_mem mem = ft_model_memory(&t->model);
+    double sum = (double)(mem.params + mem.grads + t->opt.nstate * sizeof(float) +
+                          mem.activations + mem.workspace + ft_prefetch_bytes(&t->pf) +
+                          t->fc.bytes + t->train.n * sizeof(uint64_t)) /
+                 1048576.0;
+    printf("peak RSS per rank: %.1f MiB (max over ranks); breakdown sum %.1f MiB (feature cache "
+           "%.1f MiB); %.1f MiB resident before the model (libraries, MPI); peak / sum %.2f, "
+           "(peak - before) / sum %.2f\n",
+           rss, sum, (double)t->fc.bytes / 1048576.0, base, rss / (sum > 0 ? sum : 1),
+           (rss - base) / (sum > 0 ? sum : 1));
+    fflush(stdout);
 }
 
 static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
@@ -304,16 +408,23 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
 
     uint64_t B = (uint64_t)c->batch_size;
     t->local_max = (int)((B + (uint64_t)w->size - 1) / (uint64_t)w->size);
-    int rows = t->local_max > c->eval_batch_size ? t->local_max : c->eval_batch_size;
+    /* Evaluation runs in chunks of the per-rank training batch, so the
+     * activation buffers are sized once, for training (eval.batch_size would
+     * make them up to batch_size / local batch times larger). */
+    t->rss_base = peak_rss_mib();
+    int rows = t->local_max;
     if (ft_model_alloc(&t->model, rows, err) == FT_OK &&
         ft_optim_init(&t->opt, &c->optim, &t->model, err) == FT_OK &&
         ft_gradsync_init(&t->gs, w, t->model.grads, t->model.ngrads, BUCKET_BYTES, err) == FT_OK &&
         ft_metrics_init(&t->metrics, t->model.classes) == 0) {
         size_t nl = (size_t)t->local_max;
-        t->x = ft_alloc_floats(nl * t->train.sample_floats, err);
+        size_t feat = 0; /* the feature cache's rows are the first trainable layer's input */
+        if (t->model.first_trainable > 0)
+            feat = ft_shape_count(&t->model.layers[t->model.first_trainable - 1].out);
+        ft_prefetch_init(&t->pf, &t->train, t->local_max,
+                         c->feature_cache ? feat : t->train.sample_floats, c->prefetch, err);
         t->probs = ft_alloc_floats(nl * (size_t)t->model.classes, err);
         t->dlogits = ft_alloc_floats(nl * (size_t)t->model.classes, err);
-        t->y = ft_calloc(nl, sizeof *t->y, err);
         t->ids = ft_calloc(nl, sizeof *t->ids, err);
         t->order = ft_calloc(t->train.n, sizeof *t->order, err);
     }
@@ -356,9 +467,9 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
             fprintf(stderr, "ftune: warning: cannot write %s\n", path);
         ft_model_mem mem = ft_model_memory(&t->model);
         size_t opt_bytes = t->opt.nstate * sizeof(float);
-        size_t data_bytes = (size_t)t->local_max *
-                                (t->train.sample_floats * sizeof(float) + sizeof(int) +
-                                 sizeof(uint64_t) + 2 * (size_t)t->model.classes * sizeof(float)) +
+        size_t data_bytes = ft_prefetch_bytes(&t->pf) +
+                            (size_t)t->local_max *
+                                (sizeof(uint64_t) + 2 * (size_t)t->model.classes * sizeof(float)) +
                             t->train.n * sizeof(uint64_t);
         printf("ftune %s: %d rank%s x %d BLAS thread%s, %llu training samples, global batch %d, "
                "%ld steps\n",
@@ -376,6 +487,18 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
     }
     ft_progress_init(&t->progress, c->progress, t->total_steps);
     return FT_OK;
+}
+
+/* This rank's rows of the global batch at position pos of the epoch order. */
+static int batch_ids(const trainer *t, uint64_t pos, uint64_t *ids)
+{
+    uint64_t N = t->train.n, B = (uint64_t)t->cfg->batch_size;
+    uint64_t bsz = N - pos < B ? N - pos : B;
+    uint64_t begin, len;
+    ft_split(bsz, t->w->size, t->w->rank, &begin, &len);
+    for (uint64_t i = 0; i < len; i++)
+        ids[i] = t->order[pos + begin + i];
+    return (int)len;
 }
 
 #define FT_TOO_MANY_BAD (-2) /* internal: train.max_bad_steps consecutive skipped steps */
@@ -425,18 +548,19 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
     copy_buffers(t, 0);
     for (int a = 0; a < micro; a++) {
         uint64_t bsz = N - pos < B ? N - pos : B;
-        uint64_t begin, len;
-        ft_split(bsz, w->size, w->rank, &begin, &len);
-        int n = (int)len;
-        for (int i = 0; i < n; i++)
-            t->ids[i] = t->order[pos + begin + (uint64_t)i];
+        int n = batch_ids(t, pos, t->ids);
+        ft_batch *b = ft_prefetch_get(&t->pf, (uint64_t)t->st.epoch, pos, t->ids, n);
+        if (pos + bsz < N) { /* the next batch of this epoch: read it while this one computes */
+            int nn = batch_ids(t, pos + bsz, t->ids);
+            ft_prefetch_post(&t->pf, (uint64_t)t->st.epoch, pos + bsz, t->ids, nn);
+        }
         ft_err_clear(err);
-        if (n > 0)
-            ft_dataset_read(&t->train, t->ids, n, t->x, t->y, err);
+        if (b->err.code)
+            *err = b->err;
         /* the loss denominator is global: sum of sample weights over ranks */
         /* one small all-reduce: the global loss denominator (sum of sample
          * weights) and whether any rank was asked to stop */
-        double pre[2] = {err->code ? 0 : ft_xent_weight_sum(&t->xent, t->y, n),
+        double pre[2] = {err->code ? 0 : ft_xent_weight_sum(&t->xent, b->y, n),
                          stop_requested ? 1 : 0};
         ft_mpi_sum_doubles(w, pre, 2);
         if (ft_mpi_agree(w, err))
@@ -450,15 +574,18 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
         ctx.training = 1;
         ctx.seed = c->seed;
         ctx.epoch = (uint64_t)t->st.epoch;
-        ctx.sample_ids = t->ids;
+        ctx.sample_ids = b->ids;
         ctx.reduce = w->size > 1 ? ft_mpi_reduce_cb : NULL;
         ctx.reduce_user = w;
         if (a == micro - 1)
             ft_gradsync_begin(&t->gs);
-        const float *logits = ft_model_forward(&t->model, &ctx, t->x);
+        const float *logits = t->fc.active
+                                  ? ft_model_forward_from(&t->model, &ctx, t->fc.first, b->x)
+                                  : ft_model_forward_range(&t->model, &ctx, 0,
+                                                           t->model.nlayers, b->x);
         double wsum;
-        double lsum = ft_xent_forward(&t->xent, logits, t->y, n, t->probs, &wsum, NULL);
-        ft_xent_backward(&t->xent, t->probs, t->y, n, (float)(1.0 / (denom * micro)), t->dlogits);
+        double lsum = ft_xent_forward(&t->xent, logits, b->y, n, t->probs, &wsum, NULL);
+        ft_xent_backward(&t->xent, t->probs, b->y, n, (float)(1.0 / (denom * micro)), t->dlogits);
         /* A non-finite loss poisons this rank's output gradient, so the all-reduced gradient
          * is non-finite on every rank and every rank skips the step below. */
         if (n > 0 && !isfinite(lsum))
@@ -542,6 +669,11 @@ static int run(trainer *t, ft_err *err)
     int fresh = t->st.step == 0 && t->st.epoch == 0 && t->st.epoch_pos == 0;
     if (fresh && evaluate(t, "baseline", err))
         return err->code;
+    double epoch_t0 = ft_now(), epoch_time = t->step_time;
+    uint64_t epoch_samples = 0;
+    if (start_feature_cache(t, err))
+        return err->code;
+    t->step_time += ft_now() - epoch_t0; /* building the cache is part of the first epoch */
 
     double log_loss = 0, t_log = ft_now(), shown_loss = NAN;
     long log_steps = 0;
@@ -557,7 +689,11 @@ static int run(trainer *t, ft_err *err)
             }
             double loss = 0;
             uint64_t samples = 0;
+            double step_t0 = ft_now();
             int rc = train_step(t, &loss, &samples, err);
+            t->step_time += ft_now() - step_t0;
+            t->step_samples += samples;
+            epoch_samples += samples;
             if (rc == FT_STOPPED)
                 return stop_with_checkpoint(t, err);
             if (rc == FT_TOO_MANY_BAD)
@@ -602,6 +738,19 @@ static int run(trainer *t, ft_err *err)
                 checkpoint(t, err))
                 return err->code;
         }
+        if (is_root(t) && epoch_samples)
+            ft_progress_print(&t->progress,
+                              "epoch %ld: %llu samples in %.3f s of training steps = %.1f "
+                              "samples/s (%.3f s wall)\n",
+                              t->st.epoch + 1, (unsigned long long)epoch_samples,
+                              t->step_time - epoch_time,
+                              (double)epoch_samples /
+                                  (t->step_time - epoch_time > 1e-9 ? t->step_time - epoch_time
+                                                                    : 1e-9),
+                              ft_now() - epoch_t0);
+        epoch_t0 = ft_now();
+        epoch_time = t->step_time;
+        epoch_samples = 0;
         if (stop)
             break;
     }
@@ -611,6 +760,7 @@ static int run(trainer *t, ft_err *err)
     }
     if (is_root(t))
         ft_progress_done(&t->progress);
+    report_train_time(t);
     if (evaluate(t, "final", err))
         return err->code;
     if (checkpoint(t, err))
@@ -635,6 +785,8 @@ static int run(trainer *t, ft_err *err)
 
 static void cleanup(trainer *t)
 {
+    ft_prefetch_free(&t->pf);
+    ft_featcache_free(&t->fc, t->w);
     if (t->log)
         fclose(t->log);
     ft_free_floats(t->x);

@@ -283,6 +283,96 @@ const float *ft_model_forward(ft_model *m, const ft_ctx *c, const float *x)
     return cur;
 }
 
+/* The frozen prefix keeps nothing for backward, so it can run a few rows at a
+ * time: each layer's output is then still in cache when the next layer reads
+ * it (W1's conv1 writes 100 KB per row). Rows per chunk, or 0 when a prefix
+ * layer needs the whole batch (batchnorm with batch statistics, which also
+ * calls ctx->reduce: every rank must make the same calls). */
+#define PREFIX_CHUNK_FLOATS (128u * 1024u) /* 512 KB per activation */
+
+static int prefix_chunk_rows(const ft_model *m, int n)
+{
+    size_t widest = 0;
+    for (int i = 0; i < m->first_trainable; i++) {
+        const ft_layer *l = &m->layers[i];
+        if (strcmp(l->ops->kind, "batchnorm") == 0 && !l->frozen)
+            return 0;
+        widest = max_sz(widest, max_sz(layer_in_floats(l), layer_out_floats(l)));
+    }
+    size_t rows = widest ? PREFIX_CHUNK_FLOATS / widest : (size_t)n;
+    if (rows < 1)
+        rows = 1;
+    return rows < (size_t)n ? (int)rows : 0;
+}
+
+/* Layers [0, first_trainable) over n rows in chunks, the last one writing
+ * into act[first_trainable - 1]. Same numbers as one call per layer: every
+ * prefix layer computes each row on its own. */
+static const float *forward_prefix_chunked(ft_model *m, const ft_ctx *ctx, const float *x,
+                                           int rows)
+{
+    const int ft = m->first_trainable, n = ctx->n;
+    const size_t in0 = layer_in_floats(&m->layers[0]);
+    const size_t outp = layer_out_floats(&m->layers[ft - 1]);
+    for (int r0 = 0; r0 < n; r0 += rows) {
+        ft_ctx cc = *ctx;
+        cc.n = n - r0 < rows ? n - r0 : rows;
+        if (ctx->sample_ids)
+            cc.sample_ids = ctx->sample_ids + r0;
+        const float *cur = x + (size_t)r0 * in0;
+        for (int i = 0; i < ft; i++) {
+            ft_layer *l = &m->layers[i];
+            float *y = i == ft - 1 ? m->act[i] + (size_t)r0 * outp : m->prefix_buf[i & 1];
+            l->ops->forward(l, &cc, cur, y, NULL);
+            cur = y;
+        }
+    }
+    return m->act[ft - 1];
+}
+
+const float *ft_model_forward_range(ft_model *m, const ft_ctx *c, int first, int end,
+                                    const float *x)
+{
+    ft_ctx ctx = *c;
+    ctx.ws = m->ws;
+    int ft = m->first_trainable;
+    int keep = c->training && ft < m->nlayers;
+    if (first < 0)
+        first = 0;
+    if (end > m->nlayers)
+        end = m->nlayers;
+    const float *cur = x;
+    int rows;
+    if (first == 0 && ft >= 2 && ft < m->nlayers && end >= ft && m->act[ft - 1] &&
+        (rows = prefix_chunk_rows(m, c->n)) > 0) {
+        m->input_x = x;
+        cur = forward_prefix_chunked(m, &ctx, x, rows);
+        first = ft;
+    } else if (first == 0)
+        m->input_x = x;
+    else if (m->act[first - 1] && m->act[first - 1] != x && c->n > 0) {
+        /* backward of layer `first` reads its input from act[first - 1] */
+        memcpy(m->act[first - 1], x,
+               (size_t)c->n * layer_out_floats(&m->layers[first - 1]) * sizeof(float));
+        cur = m->act[first - 1];
+    }
+    for (int i = first; i < end; i++) {
+        ft_layer *l = &m->layers[i];
+        float *y = m->act[i] ? m->act[i] : m->prefix_buf[i & 1];
+        if (y == cur) /* input already sits in this prefix buffer: use the other */
+            y = m->prefix_buf[(i & 1) ^ 1];
+        float *saved = keep && i >= ft ? m->saved[i] : NULL;
+        l->ops->forward(l, &ctx, cur, y, saved);
+        cur = y;
+    }
+    return cur;
+}
+
+const float *ft_model_forward_from(ft_model *m, const ft_ctx *c, int first_layer, const float *x)
+{
+    return ft_model_forward_range(m, c, first_layer, m->nlayers, x);
+}
+
 static void layer_grad_range(const ft_model *m, const ft_layer *l, size_t *lo, size_t *hi)
 {
     *lo = m->ngrads;

@@ -62,6 +62,15 @@ void ft_model_init_layer(ft_model *m, ft_layer *l, uint64_t seed);
 /* Forward over c->n rows of x; returns the output (n x classes). With
  * c->training the trainable path keeps what backward needs. */
 const float *ft_model_forward(ft_model *m, const ft_ctx *c, const float *x);
+/* Forward over layers [first, end) only: x is the input of layer `first` (for
+ * first > 0, the output that layer first - 1 would give; it is copied into
+ * act[first - 1] where that is kept for backward). Returns the output of layer
+ * end - 1. ft_model_forward_from(m, c, first_trainable, features) continues
+ * from cached frozen-prefix features; range (0, first_trainable) computes
+ * them. Same numbers as the matching part of ft_model_forward. */
+const float *ft_model_forward_range(ft_model *m, const ft_ctx *c, int first, int end,
+                                    const float *x);
+const float *ft_model_forward_from(ft_model *m, const ft_ctx *c, int first_layer, const float *x);
 /* Backward from dlogits (n x classes), accumulating into m->grads. Stops at
  * the first trainable layer, which gets no input gradient. */
 void ft_model_backward(ft_model *m, const ft_ctx *c, const float *dlogits);
