@@ -22,7 +22,7 @@
 
 static char fz_dir[256];
 
-static void fz_cleanup(void)
+static inline void fz_cleanup(void)
 {
     if (!fz_dir[0])
         return;
@@ -42,7 +42,7 @@ static void fz_cleanup(void)
 }
 
 /* Creates the temporary directory once (on /dev/shm when it exists: faster). */
-static const char *fz_tmpdir(void)
+static inline const char *fz_tmpdir(void)
 {
     if (fz_dir[0])
         return fz_dir;
@@ -61,13 +61,14 @@ static const char *fz_tmpdir(void)
 }
 
 /* path = <tmpdir>/<name> */
-static void fz_path(char *path, size_t len, const char *name)
+static inline void fz_path(char *path, size_t len, const char *name)
 {
     snprintf(path, len, "%s/%s", fz_tmpdir(), name);
 }
 
 /* Writes data to <tmpdir>/<name>; the full path goes to path. */
-static void fz_write(char *path, size_t len, const char *name, const uint8_t *data, size_t size)
+static inline void fz_write(char *path, size_t len, const char *name, const uint8_t *data,
+                            size_t size)
 {
     fz_path(path, len, name);
     FILE *f = fopen(path, "wb");
@@ -78,7 +79,7 @@ static void fz_write(char *path, size_t len, const char *name, const uint8_t *da
 }
 
 /* Every error message must be a terminated string of the documented size. */
-static void fz_check_err(const ft_err *err, int rc)
+static inline void fz_check_err(const ft_err *err, int rc)
 {
     if (rc != err->code || strnlen(err->msg, sizeof err->msg) >= sizeof err->msg)
         abort();

@@ -14,7 +14,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$T"
 export OPENBLAS_NUM_THREADS=1
-for d in config dataset model idx csv; do
+for d in config dataset model idx csv json safetensors keras; do
     mkdir -p "$C/$d"
     find "$C/$d" -name 'seed-*' -delete
 done
@@ -119,6 +119,42 @@ cp run/checkpoints/ckpt-00000003.h5 "$C/model/seed-ckpt.h5"
 "$FORGE" huge-config "$C/model/seed-huge-config.h5"
 cp "$C/dataset/seed-csv.h5" "$C/model/seed-dataset.h5"
 head -c 3000 run/model.h5 >"$C/model/seed-truncated.h5"
+
+# ---- safetensors: exported by ftune, plus hand-made headers ----
+"$FTUNE" export "$C/model/seed-model.h5" --format safetensors -o "$C/safetensors/seed-export.safetensors" >/dev/null
+st() { # NAME JSON [DATA-BYTES]: 8-byte little-endian header length, header, data
+    local n=${#2}
+    {
+        printf "\\x$(printf %02x $((n & 255)))\\x$(printf %02x $((n >> 8 & 255)))\\x00\\x00\\x00\\x00\\x00\\x00"
+        printf '%s' "$2"
+        head -c "${3:-0}" /dev/zero
+    } >"$C/safetensors/seed-$1"
+}
+st f16 '{"fc1.weight":{"dtype":"F16","shape":[3,32],"data_offsets":[0,192]},"__metadata__":{"format":"pt"}}' 192
+st overlap '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}' 12
+st scalar '{"s":{"dtype":"I64","shape":[],"data_offsets":[0,8]}}' 8
+st huge-shape '{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}' 8
+st bf16-f64 '{"conv1.weight":{"dtype":"BF16","shape":[2,1,3,3],"data_offsets":[0,36]},"conv1.bias":{"dtype":"F64","shape":[2],"data_offsets":[36,52]}}' 52
+
+# ---- json ----
+printf '{"a":[1,2.5e3,-0,true,false,null],"b":{"c":"\\u00e9\\ud83d\\ude00"}}' >"$C/json/seed-mixed"
+printf '[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]' >"$C/json/seed-deep"
+printf '"esc \\" \\\\ \\n \\t \\u0001"' >"$C/json/seed-string"
+printf '{"a":1,"a":2}' >"$C/json/seed-dupkey"
+printf '9223372036854775807' >"$C/json/seed-bigint"
+head -c 80 "$C/safetensors/seed-export.safetensors" | tail -c 72 >"$C/json/seed-st-header" || true
+printf '{"class_name":"Sequential","config":{"layers":[{"class_name":"Dense","config":{"name":"d","units":10,"activation":"relu"}}]}}' >"$C/json/seed-keras"
+
+# ---- keras: the fixtures of tests/unit/test_keras.c (one option byte in front) ----
+if [ -x "$BUILD/tests/test_keras" ]; then
+    mkdir -p kfx
+    "$BUILD/tests/test_keras" --write-fixtures kfx >/dev/null
+    o=0
+    for f in kfx/*.h5; do
+        { printf "\\x$(printf %02x $o)"; cat "$f"; } >"$C/keras/seed-$(basename "$f" .h5)"
+        o=$(((o + 1) % 128))
+    done
+fi
 
 # ---- config ----
 cp "$SRC"/configs/*.cfg "$C/config/"
