@@ -124,6 +124,69 @@ done:
         (mi) = take_ ? (ai) : (mi);                                                                \
     } while (0)
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Four windows at once, with the scalar rule lane by lane. */
+static inline __m128 mp_take_mask(__m128 m, __m128 a)
+{
+    __m128 nan_a = _mm_cmpunord_ps(a, a), num_m = _mm_cmpord_ps(m, m);
+    return _mm_or_ps(_mm_cmpgt_ps(a, m), _mm_and_ps(nan_a, num_m));
+}
+
+static inline __m128 mp_sel(__m128 k, __m128 a, __m128 m)
+{
+    return _mm_or_ps(_mm_and_ps(k, a), _mm_andnot_ps(k, m));
+}
+
+static inline __m128i mp_seli(__m128 k, __m128i a, __m128i m)
+{
+    __m128i ki = _mm_castps_si128(k);
+    return _mm_or_si128(_mm_and_si128(ki, a), _mm_andnot_si128(ki, m));
+}
+
+/* Output columns [0, ow4) of one output row (ow4 a multiple of 4); returns ow4. */
+static int mp_row_sse(const float *r0, const float *r1, float *yr, int32_t *ar, int32_t base,
+                      int w, int ow)
+{
+    int ox = 0;
+    for (; ox + 4 <= ow; ox += 4) {
+        __m128 a0 = _mm_loadu_ps(r0 + 2 * ox), a1 = _mm_loadu_ps(r0 + 2 * ox + 4);
+        __m128 b0 = _mm_loadu_ps(r1 + 2 * ox), b1 = _mm_loadu_ps(r1 + 2 * ox + 4);
+        __m128 e0 = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0));
+        __m128 o0 = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 e1 = _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0));
+        __m128 o1 = _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 m = e0, k;
+        if (!ar) {
+            k = mp_take_mask(m, o0);
+            m = mp_sel(k, o0, m);
+            k = mp_take_mask(m, e1);
+            m = mp_sel(k, e1, m);
+            k = mp_take_mask(m, o1);
+            m = mp_sel(k, o1, m);
+            _mm_storeu_ps(yr + ox, m);
+            continue;
+        }
+        __m128i i0 = _mm_add_epi32(_mm_set1_epi32(base + 2 * ox), _mm_set_epi32(6, 4, 2, 0));
+        __m128i one = _mm_set1_epi32(1), wv = _mm_set1_epi32(w);
+        __m128i mi = i0;
+        k = mp_take_mask(m, o0);
+        m = mp_sel(k, o0, m);
+        mi = mp_seli(k, _mm_add_epi32(i0, one), mi);
+        k = mp_take_mask(m, e1);
+        m = mp_sel(k, e1, m);
+        mi = mp_seli(k, _mm_add_epi32(i0, wv), mi);
+        k = mp_take_mask(m, o1);
+        m = mp_sel(k, o1, m);
+        mi = mp_seli(k, _mm_add_epi32(_mm_add_epi32(i0, wv), one), mi);
+        _mm_storeu_ps(yr + ox, m);
+        _mm_storeu_si128((__m128i *)(void *)(ar + ox), mi);
+    }
+    return ox;
+}
+#endif
+
 /* The common 2x2, stride 2, no padding case (floor size: an odd last row or
  * column is skipped, as in the general path). Same results, bit for bit. */
 static void maxpool_forward_2x2(const maxpool_cfg *p, size_t planes, const float *x, float *y,
@@ -138,8 +201,12 @@ static void maxpool_forward_2x2(const maxpool_cfg *p, size_t planes, const float
         for (int oy = 0; oy < oh; oy++) {
             const float *r0 = plane + (size_t)(2 * oy) * w, *r1 = r0 + w;
             float *yr = yo + (size_t)oy * ow;
+            int ox0 = 0;
+#if defined(__SSE2__)
+            ox0 = mp_row_sse(r0, r1, yr, ao ? ao + (size_t)oy * ow : NULL, 2 * oy * w, w, ow);
+#endif
             if (!ao) {
-                for (int ox = 0; ox < ow; ox++) {
+                for (int ox = ox0; ox < ow; ox++) {
                     float m = r0[2 * ox], a = r0[2 * ox + 1], b = r1[2 * ox], d = r1[2 * ox + 1];
                     m = a > m || (a != a && m == m) ? a : m;
                     m = b > m || (b != b && m == m) ? b : m;
@@ -150,7 +217,7 @@ static void maxpool_forward_2x2(const maxpool_cfg *p, size_t planes, const float
             }
             int32_t *ar = ao + (size_t)oy * ow;
             const int32_t base = 2 * oy * w;
-            for (int ox = 0; ox < ow; ox++) {
+            for (int ox = ox0; ox < ow; ox++) {
                 int32_t i0 = base + 2 * ox;
                 float m = r0[2 * ox];
                 int32_t mi = i0;
