@@ -30,7 +30,10 @@ def load_lines(path):
                 line = json.loads(line)
             elif "\t" in line:
                 line = line.split("\t", 1)[1]
-            if line.split():
+            # ftune splits words on ASCII whitespace, Python's str.split() also on
+            # Unicode spaces (U+2028, NBSP, ...): make the corpus mean the same to both
+            line = " ".join(line.split())
+            if line:
                 out.append(line)
     return out
 
