@@ -162,6 +162,13 @@ static void init_param(ft_param *p, uint64_t seed, uint64_t layer_hash, int j)
             p->data[k] = (2.0f * ft_rng_uniform(&r) - 1.0f) * p->init_bound;
         break;
     }
+    case FT_INIT_NORMAL: {
+        ft_rng r;
+        ft_rng_seed(&r, ft_key4(seed, FT_STREAM_INIT, layer_hash, (uint64_t)j));
+        for (size_t k = 0; k < p->count; k++)
+            p->data[k] = ft_rng_normal(&r) * p->init_bound;
+        break;
+    }
     default: memset(p->data, 0, p->count * sizeof(float));
     }
 }
@@ -319,6 +326,8 @@ static const float *forward_prefix_chunked(ft_model *m, const ft_ctx *ctx, const
         cc.n = n - r0 < rows ? n - r0 : rows;
         if (ctx->sample_ids)
             cc.sample_ids = ctx->sample_ids + r0;
+        if (ctx->lengths)
+            cc.lengths = ctx->lengths + r0;
         const float *cur = x + (size_t)r0 * in0;
         for (int i = 0; i < ft; i++) {
             ft_layer *l = &m->layers[i];

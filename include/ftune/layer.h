@@ -11,7 +11,7 @@
 #include "ftune/kv.h"
 
 #define FT_MAX_DIMS 4
-#define FT_MAX_PARAMS 4
+#define FT_MAX_PARAMS 16 /* transformer_block declares 12 */
 #define FT_NAME_MAX 64
 
 /* Per-sample shape (batch dimension excluded), e.g. [C, H, W] or [F]. */
@@ -30,7 +30,8 @@ ft_shape ft_shape3(int c, int h, int w);
 enum ft_init_kind {
     FT_INIT_ZERO = 0,
     FT_INIT_ONE,
-    FT_INIT_UNIFORM /* U(-init_bound, init_bound), PyTorch's default for dense/conv */
+    FT_INIT_UNIFORM, /* U(-init_bound, init_bound), PyTorch's default for dense/conv */
+    FT_INIT_NORMAL   /* N(0, init_bound^2): init_bound is the standard deviation (GPT-2: 0.02) */
 };
 
 /* A parameter or buffer of a layer. `data` points into the model's single
@@ -58,7 +59,10 @@ typedef struct ft_ctx {
     uint64_t seed;
     uint64_t epoch;
     const uint64_t *sample_ids; /* global index of each row (dropout masks) */
-    float *ws;                  /* scratch, >= workspace_floats(l, n) floats */
+    /* Real tokens per row for sequence layers ([T, D] samples: attention's padding mask,
+     * seq_pool); positions t >= lengths[i] are padding. NULL: all T positions are real. */
+    const int *lengths;
+    float *ws; /* scratch, >= workspace_floats(l, n) floats */
     ft_reduce_fn reduce;
     void *reduce_user;
 } ft_ctx;
