@@ -17,5 +17,10 @@ extern const ft_layer_ops ft_tanh_ops;
 extern const ft_layer_ops ft_sigmoid_ops;
 extern const ft_layer_ops ft_dropout_ops;
 extern const ft_layer_ops ft_batchnorm_ops; /* 1d on [F], 2d on [C, H, W] */
+/* sequence layers (per-sample [T, D]; token ids [T] into embedding) */
+extern const ft_layer_ops ft_embedding_ops;
+extern const ft_layer_ops ft_layernorm_ops;
+extern const ft_layer_ops ft_transformer_block_ops;
+extern const ft_layer_ops ft_seq_pool_ops; /* kind "seq_pool" */
 
 #endif

@@ -12,7 +12,9 @@ static const ft_layer_ops *const kinds[] = {
     &ft_relu_ops,          &ft_leaky_relu_ops,
     &ft_gelu_ops,          &ft_tanh_ops,
     &ft_sigmoid_ops,       &ft_dropout_ops,
-    &ft_batchnorm_ops,     NULL,
+    &ft_batchnorm_ops,     &ft_embedding_ops,
+    &ft_layernorm_ops,     &ft_transformer_block_ops,
+    &ft_seq_pool_ops,      NULL,
 };
 
 const ft_layer_ops *const *ft_layer_kinds(void)

@@ -1,0 +1,159 @@
+/* Shared numerics of the sequence layers (see seqcommon.h). */
+#include "seqcommon.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+int ft_seq_length(const ft_ctx *c, int i, int T)
+{
+    if (!c->lengths)
+        return T;
+    int len = c->lengths[i];
+    return len < 0 ? 0 : len > T ? T : len;
+}
+
+void ft_seq_linear_fwd(size_t rows, int in, int out, const float *x, const float *w, const float *b,
+                       float *y)
+{
+    if (rows == 0)
+        return;
+    float beta = 0.0f;
+    if (b) {
+        /* start from the bias rows so sgemm adds into them */
+        for (size_t i = 0; i < rows; i++)
+            memcpy(y + i * (size_t)out, b, sizeof(float) * (size_t)out);
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out, in, 1.0f, x, in, w, in,
+                beta, y, out);
+}
+
+void ft_seq_linear_bwd(size_t rows, int in, int out, const float *x, const float *w,
+                       const float *dy, float *dw, float *db, float *dx, int accumulate)
+{
+    if (rows == 0)
+        return;
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)rows, 1.0f, dy, out, x,
+                    in, 1.0f, dw, in);
+    if (db) {
+        for (size_t i = 0; i < rows; i++) {
+            const float *row = dy + i * (size_t)out;
+            for (int o = 0; o < out; o++)
+                db[o] += row[o];
+        }
+    }
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, in, out, 1.0f, dy, out, w,
+                    in, accumulate ? 1.0f : 0.0f, dx, in);
+}
+
+void ft_seq_ln_fwd(size_t rows, int D, float eps, const float *x, const float *g, const float *b,
+                   float *y, float *mean, float *rstd)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * (size_t)D;
+        float *yr = y ? y + r * (size_t)D : NULL;
+        float s = 0.0f;
+        for (int j = 0; j < D; j++)
+            s += xr[j];
+        const float mu = s / (float)D;
+        float v = 0.0f;
+        for (int j = 0; j < D; j++) {
+            float d = xr[j] - mu;
+            v += d * d;
+        }
+        const float rs = 1.0f / sqrtf(v / (float)D + eps);
+        if (y)
+            for (int j = 0; j < D; j++)
+                yr[j] = (xr[j] - mu) * rs * g[j] + b[j];
+        mean[r] = mu;
+        rstd[r] = rs;
+    }
+}
+
+void ft_seq_ln_bwd(size_t rows, int D, const float *x, const float *mean, const float *rstd,
+                   const float *g, const float *dy, float *dg, float *db, float *dx, int accumulate)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * (size_t)D;
+        const float *dyr = dy + r * (size_t)D;
+        const float mu = mean[r], rs = rstd[r];
+        if (dg || db) {
+            for (int j = 0; j < D; j++) {
+                if (dg)
+                    dg[j] += dyr[j] * (xr[j] - mu) * rs;
+                if (db)
+                    db[j] += dyr[j];
+            }
+        }
+        if (!dx)
+            continue;
+        /* dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) */
+        float s1 = 0.0f, s2 = 0.0f;
+        for (int j = 0; j < D; j++) {
+            float dxh = dyr[j] * g[j];
+            s1 += dxh;
+            s2 += dxh * (xr[j] - mu) * rs;
+        }
+        s1 /= (float)D;
+        s2 /= (float)D;
+        float *dxr = dx + r * (size_t)D;
+        for (int j = 0; j < D; j++) {
+            float v = rs * (dyr[j] * g[j] - s1 - (xr[j] - mu) * rs * s2);
+            dxr[j] = accumulate ? dxr[j] + v : v;
+        }
+    }
+}
+
+#define SEQ_RSQRT2 0.70710678118654752f   /* 1/sqrt(2) */
+#define SEQ_RSQRT2PI 0.39894228040143268f /* 1/sqrt(2*pi) */
+#define SEQ_SQRT2OPI 0.79788456080286536f /* sqrt(2/pi) */
+#define SEQ_GELU_COEF 0.044715f
+
+void ft_seq_gelu_fwd(size_t n, int tanh_approx, const float *x, float *y)
+{
+    if (tanh_approx) {
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = 0.5f * v * (1.0f + tanhf(SEQ_SQRT2OPI * (v + SEQ_GELU_COEF * v * v * v)));
+        }
+    } else {
+        for (size_t i = 0; i < n; i++)
+            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * SEQ_RSQRT2));
+    }
+}
+
+void ft_seq_gelu_bwd(size_t n, int tanh_approx, const float *x, const float *dy, float *dx)
+{
+    if (tanh_approx) {
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i];
+            float t = tanhf(SEQ_SQRT2OPI * (v + SEQ_GELU_COEF * v * v * v));
+            float du = SEQ_SQRT2OPI * (1.0f + 3.0f * SEQ_GELU_COEF * v * v);
+            dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i];
+            float cdf = 0.5f * (1.0f + erff(v * SEQ_RSQRT2));
+            float pdf = SEQ_RSQRT2PI * expf(-0.5f * v * v);
+            dx[i] = dy[i] * (cdf + v * pdf);
+        }
+    }
+}
+
+void ft_seq_drop_rng(const ft_layer *l, const ft_ctx *c, int i, uint64_t site, ft_rng *r)
+{
+    uint64_t sid = c->sample_ids ? c->sample_ids[i] : (uint64_t)i;
+    uint64_t key = ft_key4(c->seed, FT_STREAM_DROPOUT, c->epoch, sid);
+    ft_rng_seed(r, ft_hash64(key ^ l->name_hash ^ ft_hash64(site)));
+}
+
+void ft_seq_drop_apply(ft_rng *r, float rate, const float *in, float *out, size_t n)
+{
+    const float scale = 1.0f / (1.0f - rate);
+    for (size_t j = 0; j < n; j++)
+        out[j] = ft_rng_uniform(r) >= rate ? in[j] * scale : 0.0f;
+}
