@@ -46,8 +46,8 @@ test: deps
 	@rc=0; \
 	echo "== all tests (build/)"; \
 	(cd build && $(CTEST) --output-on-failure --no-tests=error -j 2) || rc=1; \
-	echo "== unit tests under ASan/UBSan/LSan (build-asan/)"; \
-	(cd build-asan && $(SAN_ENV) $(CTEST) --output-on-failure --no-tests=error -j 2 -L unit) || rc=1; \
+	echo "== unit tests and single-process integration tests under ASan/UBSan/LSan (build-asan/)"; \
+	(cd build-asan && $(SAN_ENV) $(CTEST) --output-on-failure --no-tests=error -j 2 -L 'unit|asan') || rc=1; \
 	exit $$rc
 
 demo: deps

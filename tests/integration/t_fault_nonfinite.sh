@@ -23,8 +23,11 @@ common=(--set train.epochs=2 --set log.every=1)
 
 # no_nan FILE: every parameter of a model or checkpoint is finite (h5dump prints nan/inf)
 no_nan() {
-    if h5dump -d /model/fc1/weight -d /model/bn1/running_mean -d /model/bn1/running_var \
-        -d /model/fc2/weight "$1" | grep -qiE '\b(-?nan|-?inf)\b'; then
+    local values
+    values=$(h5dump -d /model/fc1/weight -d /model/bn1/running_mean -d /model/bn1/running_var \
+        -d /model/fc2/weight "$1" | grep -E '^ *\([0-9]+' || true)
+    [ -n "$values" ] || fail "no values dumped from $1"
+    if printf '%s\n' "$values" | grep -iE '(^|[ ,:])-?(nan|inf)' >/dev/null; then
         fail "$1 holds NaN or Inf parameters"
     else
         note "ok: ${1##*/}: fc1, bn1 running statistics and fc2 are finite"

@@ -134,7 +134,7 @@ static void test_dtypes(void)
     const float bv[] = {1.0f, 3.140625f, -INFINITY, 0x1p-133f, -123.5f, NAN};
     /* F64 samples: exact, rounded to nearest, out of float range */
     const double dv[] = {0.5, 1.0 / 3.0, 1e300, -1e-300, 16777217.0};
-    unsigned char data[256];
+    unsigned char data[256] = {0}; /* the gap [34, 40) is written too */
     size_t o = 0;
     for (size_t i = 0; i < sizeof h / sizeof *h; i++, o += 2)
         le16(data + o, h[i]); /* [0, 22) */
