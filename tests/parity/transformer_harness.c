@@ -1,0 +1,313 @@
+/* Parity harness for chains of sequence layers (tests/parity/test_transformer.py).
+ *
+ *   transformer_harness CASES.h5 RESULTS.h5
+ *
+ * CASES.h5 holds one group per case (any name):
+ *   attributes  nlayers (int), training (int 0/1, default 0), seed, epoch
+ *   x           float32 [n, ...input shape] (token ids for an embedding first layer)
+ *   lengths     int32 [n] (optional): ctx->lengths, real tokens per row
+ *   dy          float32 [n, ...output shape] (optional: no backward without it)
+ *   layers/<i>  for i = 0 .. nlayers-1: attributes kind, name (default "layer<i>"), frozen;
+ *               kv/ one attribute per layer setting (int, float or string; bools as int 0/1);
+ *               params/<p> float32, every parameter the layer declares, in ftune's layout
+ * RESULTS.h5 gets, in a group of the same name: y (the last layer's output), out/<i> (each
+ * layer's output), and with dy: dx (the input gradient; prefilled with NaN so an element no
+ * layer writes shows up) and grads/<layer name>/<p> for every learnable parameter of a
+ * non-frozen layer.
+ *
+ * The layers run in order through the public ft_layer_ops table, as the model runs them, with
+ * a saved buffer and a workspace of exactly the sizes each layer asks for; every layer is asked
+ * for its input gradient. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ftune/h5util.h"
+#include "ftune/kv.h"
+#include "ftune/layer.h"
+#include "ftune/rng.h"
+
+#include "parity_h5.h"
+
+#define MAX_LAYERS 32
+
+static float *alloc_floats(size_t n, float fill)
+{
+    float *p = malloc(sizeof(float) * (n ? n : 1));
+    if (!p)
+        ph_die("out of memory (%zu floats)", n);
+    for (size_t i = 0; i < n; i++)
+        p[i] = fill;
+    return p;
+}
+
+static const ft_keydef *find_key(const ft_layer_ops *ops, const char *key)
+{
+    for (const ft_keydef *d = ops->keys; d && d->key; d++)
+        if (strcmp(d->key, key) == 0)
+            return d;
+    return NULL;
+}
+
+typedef struct kv_visit {
+    const char *cname;
+    const ft_layer_ops *ops;
+    ft_kvlist *kv;
+} kv_visit;
+
+static herr_t visit_kv(hid_t kg, const char *key, const H5A_info_t *info, void *user)
+{
+    const kv_visit *v = user;
+    const ft_keydef *d = find_key(v->ops, key);
+    if (!d)
+        ph_die("%s: layer kind '%s' has no key '%s'", v->cname, v->ops->kind, key);
+    switch (d->type) {
+    case FT_KV_INT: ft_kv_set_int(v->kv, key, (long)ph_attr_long(kg, key, 0)); break;
+    case FT_KV_FLOAT: ft_kv_set_float(v->kv, key, ph_attr_double(kg, key, 0.0)); break;
+    case FT_KV_BOOL: ft_kv_set_bool(v->kv, key, ph_attr_long(kg, key, 0) != 0); break;
+    case FT_KV_STRING: {
+        char s[256];
+        ph_attr_str(kg, key, "", s, sizeof s);
+        ft_kv_set_string(v->kv, key, s);
+        break;
+    }
+    default: ph_die("%s: key '%s' has a type the harness does not handle", v->cname, key);
+    }
+    return 0;
+}
+
+static void read_kv(hid_t g, const char *cname, const ft_layer_ops *ops, ft_kvlist *kv)
+{
+    memset(kv, 0, sizeof *kv);
+    snprintf(kv->where, sizeof kv->where, "case %s", cname);
+    if (!ph_exists(g, "kv"))
+        return;
+    hid_t kg = ph_group(g, "kv", 0);
+    kv_visit v = {cname, ops, kv};
+    if (H5Aiterate2(kg, H5_INDEX_NAME, H5_ITER_INC, NULL, visit_kv, &v) < 0)
+        ph_die("%s: cannot read the attributes of kv/", cname);
+    H5Gclose(kg);
+}
+
+static void write_shaped(hid_t loc, const char *name, const float *data, int n, const ft_shape *s)
+{
+    hsize_t dims[FT_MAX_DIMS + 1];
+    dims[0] = (hsize_t)n;
+    for (int i = 0; i < s->rank; i++)
+        dims[1 + i] = (hsize_t)s->d[i];
+    ph_write_floats(loc, name, data, s->rank + 1, dims);
+}
+
+static void write_param(hid_t loc, const ft_param *p, const float *data)
+{
+    hsize_t dims[FT_MAX_DIMS];
+    for (int i = 0; i < p->shape.rank; i++)
+        dims[i] = (hsize_t)p->shape.d[i];
+    ph_write_floats(loc, p->name, data, p->shape.rank, dims);
+}
+
+static void load_param(hid_t g, const char *cname, const ft_layer *l, const ft_param *p)
+{
+    char path[160];
+    snprintf(path, sizeof path, "params/%s", p->name);
+    if (!ph_exists(g, "params") || !ph_exists(g, path))
+        ph_die("%s: layer '%s' has no %s", cname, l->name, path);
+    ph_array a = ph_read_floats(g, path);
+    int same = a.rank == p->shape.rank;
+    for (int i = 0; same && i < a.rank; i++)
+        same = a.dims[i] == (hsize_t)p->shape.d[i];
+    if (!same) {
+        char buf[64];
+        ph_die("%s: layer '%s' %s has rank %d / %zu values, the layer wants %s", cname, l->name,
+               path, a.rank, a.count, ft_shape_str(&p->shape, buf, sizeof buf));
+    }
+    memcpy(p->data, a.data, sizeof(float) * p->count);
+    ph_array_free(&a);
+}
+
+static void build_layer(hid_t cg, const char *cname, int i, const ft_shape *in, ft_layer *l)
+{
+    char gname[32];
+    snprintf(gname, sizeof gname, "layers/%d", i);
+    if (!ph_exists(cg, "layers") || !ph_exists(cg, gname))
+        ph_die("%s: no group %s", cname, gname);
+    hid_t g = ph_group(cg, gname, 0);
+    char kind[64], dflt[32];
+    ph_attr_str(g, "kind", "", kind, sizeof kind);
+    const ft_layer_ops *ops = ft_layer_kind(kind);
+    if (!ops)
+        ph_die("%s: %s: unknown layer kind '%s'", cname, gname, kind);
+    ft_kvlist kv;
+    read_kv(g, cname, ops, &kv);
+    memset(l, 0, sizeof *l);
+    snprintf(dflt, sizeof dflt, "layer%d", i);
+    ph_attr_str(g, "name", dflt, l->name, sizeof l->name);
+    l->ops = ops;
+    l->index = i;
+    l->frozen = (int)ph_attr_long(g, "frozen", 0);
+    l->need_dx = 1;
+    l->lr_mult = 1.0f;
+    l->name_hash = ft_hash_str(l->name);
+    l->in = *in;
+    ft_err err = {0};
+    char context[160];
+    snprintf(context, sizeof context, "case %s layer %d (%s)", cname, i, kind);
+    if (ft_kv_validate(&kv, ops->keys, context, &err) ||
+        (ops->create && ops->create(l, &kv, &err)) || ops->setup(l, &err))
+        ph_die("%s: %s", cname, err.msg);
+    for (int j = 0; j < l->nparams; j++) {
+        ft_param *p = &l->params[j];
+        p->data = alloc_floats(p->count, 0.0f);
+        load_param(g, cname, l, p);
+        p->grad = !l->frozen && p->learnable ? alloc_floats(p->count, 0.0f) : NULL;
+    }
+    H5Gclose(g);
+}
+
+static void run_case(hid_t g, hid_t og, const char *cname)
+{
+    const int nl = (int)ph_attr_long(g, "nlayers", 0);
+    if (nl < 1 || nl > MAX_LAYERS)
+        ph_die("%s: nlayers must be in [1, %d]", cname, MAX_LAYERS);
+    ph_array x = ph_read_floats(g, "x");
+    if (x.rank < 2 || x.rank > FT_MAX_DIMS + 1)
+        ph_die("%s: x must be [n, ...] with 1 to %d sample dimensions", cname, FT_MAX_DIMS);
+    const int n = (int)x.dims[0];
+    ft_shape in;
+    memset(&in, 0, sizeof in);
+    in.rank = x.rank - 1;
+    for (int i = 0; i < in.rank; i++)
+        in.d[i] = (int)x.dims[1 + i];
+
+    ft_layer L[MAX_LAYERS];
+    float *act[MAX_LAYERS], *saved[MAX_LAYERS];
+    size_t ws_max = 0, widest = ft_shape_count(&in);
+    for (int i = 0; i < nl; i++) {
+        build_layer(g, cname, i, i ? &L[i - 1].out : &in, &L[i]);
+        const ft_layer_ops *ops = L[i].ops;
+        size_t nsv = ops->saved_floats ? ops->saved_floats(&L[i], n) : 0;
+        size_t nws = ops->workspace_floats ? ops->workspace_floats(&L[i], n) : 0;
+        saved[i] = nsv ? alloc_floats(nsv, NAN) : NULL;
+        ws_max = nws > ws_max ? nws : ws_max;
+        act[i] = alloc_floats((size_t)n * ft_shape_count(&L[i].out), NAN);
+        size_t o = ft_shape_count(&L[i].out);
+        widest = o > widest ? o : widest;
+    }
+    float *ws = ws_max ? alloc_floats(ws_max, NAN) : NULL;
+
+    ph_array len = {0};
+    ft_ctx c;
+    memset(&c, 0, sizeof c);
+    c.n = n;
+    c.training = (int)ph_attr_long(g, "training", 0);
+    c.seed = (uint64_t)ph_attr_long(g, "seed", 0);
+    c.epoch = (uint64_t)ph_attr_long(g, "epoch", 0);
+    c.ws = ws;
+    if (ph_exists(g, "lengths")) {
+        len = ph_read_ints(g, "lengths");
+        if (len.count != (size_t)n)
+            ph_die("%s: lengths has %zu values for %d rows", cname, len.count, n);
+        c.lengths = len.data;
+    }
+
+    const int backward = ph_exists(g, "dy");
+    hid_t outs = ph_group(og, "out", 1);
+    const float *cur = x.data;
+    for (int i = 0; i < nl; i++) {
+        L[i].ops->forward(&L[i], &c, cur, act[i], backward ? saved[i] : NULL);
+        char name[16];
+        snprintf(name, sizeof name, "%d", i);
+        write_shaped(outs, name, act[i], n, &L[i].out);
+        cur = act[i];
+    }
+    H5Gclose(outs);
+    write_shaped(og, "y", act[nl - 1], n, &L[nl - 1].out);
+
+    if (backward) {
+        ph_array dy = ph_read_floats(g, "dy");
+        const size_t nout = (size_t)n * ft_shape_count(&L[nl - 1].out);
+        if (dy.count != nout)
+            ph_die("%s: dy has %zu values, the output has %zu", cname, dy.count, nout);
+        float *d[2] = {alloc_floats((size_t)n * widest, NAN),
+                       alloc_floats((size_t)n * widest, NAN)};
+        const float *g_in = dy.data;
+        for (int i = nl - 1; i >= 0; i--) {
+            float *dx = d[i & 1];
+            const size_t nin = (size_t)n * ft_shape_count(&L[i].in);
+            for (size_t k = 0; k < nin; k++)
+                dx[k] = NAN;
+            L[i].ops->backward(&L[i], &c, i ? act[i - 1] : x.data, act[i], g_in, dx, saved[i]);
+            g_in = dx;
+        }
+        write_shaped(og, "dx", g_in, n, &in);
+        hid_t gg = ph_group(og, "grads", 1);
+        for (int i = 0; i < nl; i++) {
+            hid_t lg = ph_group(gg, L[i].name, 1);
+            for (int j = 0; j < L[i].nparams; j++)
+                if (L[i].params[j].grad)
+                    write_param(lg, &L[i].params[j], L[i].params[j].grad);
+            H5Gclose(lg);
+        }
+        H5Gclose(gg);
+        free(d[0]);
+        free(d[1]);
+        ph_array_free(&dy);
+    }
+
+    for (int i = 0; i < nl; i++) {
+        for (int j = 0; j < L[i].nparams; j++) {
+            free(L[i].params[j].data);
+            free(L[i].params[j].grad);
+        }
+        if (L[i].ops->destroy)
+            L[i].ops->destroy(&L[i]);
+        else
+            free(L[i].priv);
+        free(act[i]);
+        free(saved[i]);
+    }
+    free(ws);
+    if (len.data)
+        ph_array_free(&len);
+    ph_array_free(&x);
+}
+
+typedef struct run_state {
+    hid_t out;
+    int cases;
+} run_state;
+
+static herr_t visit_case(hid_t root, const char *name, const H5L_info_t *info, void *user)
+{
+    run_state *st = user;
+    hid_t g = ph_group(root, name, 0);
+    hid_t og = ph_group(st->out, name, 1);
+    run_case(g, og, name);
+    H5Gclose(og);
+    H5Gclose(g);
+    st->cases++;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s CASES.h5 RESULTS.h5\n", argv[0]);
+        return 2;
+    }
+    ft_h5_quiet();
+    hid_t in = H5Fopen(argv[1], H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (in < 0)
+        ph_die("cannot open %s", argv[1]);
+    hid_t out = H5Fcreate(argv[2], H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (out < 0)
+        ph_die("cannot create %s", argv[2]);
+    run_state st = {out, 0};
+    if (H5Literate(in, H5_INDEX_NAME, H5_ITER_INC, NULL, visit_case, &st) < 0)
+        ph_die("cannot iterate over the cases of %s", argv[1]);
+    H5Fclose(out);
+    H5Fclose(in);
+    printf("transformer_harness: %d cases\n", st.cases);
+    return 0;
+}
