@@ -83,10 +83,12 @@ triage() {
     local bin=$1 file=$2
     (cd "$probe" && timeout 120 "$bin" -timeout="$TIMEOUT" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
         "$file" 2>&1) | awk -v src="$SRC/" '
+        /libFuzzer: out-of-memory \(used:/ { print "rss-oom (no allocation stack: triage by hand)"; found = 1; exit }
         /^ *#[0-9]+ 0x/ {
             loc = $0
             sub(/^ *#[0-9]+ 0x[0-9a-f]+ (in )?/, "", loc)
             if (loc ~ /fuzzer::|__sanitizer|__interceptor|__asan|__ubsan|libc\.so|libstdc\+\+/) next
+            if (loc ~ /nptl\/|sysdeps\/|stdlib\/abort|signal\/\.\.\/|^(abort|raise) /) next
             if (loc ~ /^(malloc|calloc|realloc|free|posix_memalign|strdup|strndup) \(/) next
             if (index(loc, src) > 0) { print "ftune " loc; found = 1; exit }
             lib = loc
@@ -120,18 +122,21 @@ for h in "${WANT[@]}"; do
     execs=$(sed -n 's/^#\([0-9]*\):.*exec\/s.*/\1/p' "$log" | tail -n 1)
     [ -n "$execs" ] || execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' "$log" | tail -n 1)
     total=$((total + ${execs:-0}))
-    ours=0 theirs=0
+    ours=0 theirs=0 rss=0
+    rm -f "$BUILD/third-party-$h.txt" "$BUILD/rss-oom-$h.txt"
     for a in "$art"*; do
         [ -f "$a" ] || continue
         verdict=$(triage "$BUILD/tests/fuzz/fuzz_$h" "$a" || true)
         case $verdict in
         ftune*) ours=$((ours + 1)); echo "    FTUNE BUG: ${a##*/}: ${verdict#ftune }" ;;
+        rss-oom*) rss=$((rss + 1)); echo "    ${a##*/}: $verdict" >>"$BUILD/rss-oom-$h.txt" ;;
         *) theirs=$((theirs + 1)); echo "    ${a##*/}: $verdict" >>"$BUILD/third-party-$h.txt" ;;
         esac
     done
     [ "$ours" = 0 ] || rc=1
     echo "fuzz_$h: ${execs:-?} runs in ${SECONDS_PER} s; findings: $ours in ftune," \
-        "$theirs in third-party code (list: $BUILD/third-party-$h.txt); corpus $(ls "$work" | wc -l)"
+        "$theirs in third-party code ($BUILD/third-party-$h.txt), $rss over the RSS limit" \
+        "without a culprit ($BUILD/rss-oom-$h.txt); corpus $(ls "$work" | wc -l)"
 done
 echo "total: $total runs"
 exit $rc

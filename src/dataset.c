@@ -526,6 +526,15 @@ out:
 int ft_dataset_read(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, ft_err *err)
 {
     int rc = read_batch(d, idx, n, x, y, err);
+    /* Labels were checked at open through HDF5; the fast path reads the file directly, and a
+     * damaged file can make the two disagree (data overlapping other objects, found by
+     * fuzz_dataset), as can a file rewritten since: a label must never leave the range. */
+    for (int k = 0; !rc && k < n; k++)
+        if (y[k] < 0 || y[k] >= d->classes)
+            rc = ft_fail(err, FT_EINPUT,
+                         "%s: sample %llu has label %d, outside [0, %d) although every label was "
+                         "in range when the file was opened (damaged, or changed since?)",
+                         d->path, (unsigned long long)idx[k], y[k], d->classes);
     if (!rc && d->preprocess) /* model.preprocess, attached by ft_dataset_set_preprocess */
         rc = ft_preprocess_apply(d->preprocess, &d->preprocess_input, x, n, err);
     return rc;
