@@ -403,6 +403,13 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
             ft_check_data_fits(&t->eval, &t->model, err) == FT_OK)
             t->have_eval = 1;
     }
+    /* the per-rank batch buffer: refused here, with the reason, rather than wrapping a size
+     * (one sample already fits the memory limit, so the product below cannot overflow) */
+    if (!err->code &&
+        ft_check_alloc(((size_t)c->batch_size + (size_t)w->size - 1) / (size_t)w->size,
+                       t->train.sample_floats * sizeof(float),
+                       "one batch of training samples per rank (train.batch_size / ranks)", err))
+        ft_err_prefix(err, "%s", c->origin);
     if (ft_mpi_agree(w, err))
         return err->code;
 

@@ -485,9 +485,12 @@ static int read_batch(ft_dataset *d, const uint64_t *idx, int n, float *x, int *
     if (sorted) /* evaluation reads in order: straight into the caller's buffers */
         return read_sorted(d, idx, (size_t)n, x, y, err);
 
+    size_t floats;
+    if (!ft_mul_size((size_t)n, d->sample_floats, &floats))
+        return ft_fail(err, FT_ERUNTIME, "%s: a batch of %d samples is too large", d->path, n);
     pair *p = malloc((size_t)n * sizeof *p);
     uint64_t *rows = malloc((size_t)n * sizeof *rows);
-    float *tx = ft_alloc_floats((size_t)n * d->sample_floats, err);
+    float *tx = ft_alloc_floats(floats, err);
     int *ty = malloc((size_t)n * sizeof *ty);
     int rc = FT_OK;
     if (!p || !rows || !tx || !ty) {
