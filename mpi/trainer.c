@@ -3,6 +3,7 @@
  * step boundaries. */
 #include "trainer.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -26,7 +27,7 @@
 #include "progress.h"
 #include "rundir.h"
 
-#define BUCKET_BYTES (4u << 20)
+#define BUCKET_BYTES (1u << 20)
 
 /* Set by SIGUSR1/SIGTERM (Slurm preemption, time limit); acted on at the next
  * step boundary once all ranks agree. */
@@ -70,6 +71,15 @@ typedef struct trainer {
     double step_time; /* wall time in train_step, this run */
     uint64_t step_samples;
     double rss_base; /* MiB resident before the model's buffers (libraries, MPI) */
+    /* Overlap (several ranks, a frozen prefix, no feature cache): while the
+     * last step's gradients are all-reduced, the next batch's frozen prefix
+     * runs (it does not depend on the update), polling MPI between row chunks. */
+    int overlap;
+    struct {
+        int valid, prefix_done;
+        uint64_t epoch, pos;
+        ft_batch *b;
+    } early;
     long steps_per_epoch, total_steps;
     int higher_is_better;
     /* non-finite steps (train.max_bad_steps); buffers = the non-learnable parameters
@@ -249,6 +259,7 @@ static int evaluate(trainer *t, const char *when, ft_err *err)
     if (!t->have_eval)
         return FT_OK;
     ft_prefetch_idle(&t->pf); /* HDF5 is not thread-safe: the reader must be idle */
+    t->early.valid = 0;       /* evaluation reuses the activation buffers */
     if (ft_evaluate(t->w, &t->model, &t->eval, &t->metrics, err))
         return err->code;
     ft_metrics_summary s = ft_metrics_summarize(&t->metrics);
@@ -377,6 +388,12 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
     ft_mpi *w = t->w;
 
     ft_mpi_set_blas_threads(w, c->threads);
+    /* Every step, MPI's non-blocking collectives and the batch reads allocate
+     * and free buffers of up to a few MiB. glibc would give each one its own
+     * mmap and unmap it on free, so every step pays page faults on fresh
+     * pages (~15% of a 2-rank W1 fine-tune step). Keep such blocks in the heap. */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     if (is_root(t))
         ft_rundir_prepare(c->run_dir, err);
     if (ft_mpi_agree(w, err))
@@ -549,6 +566,59 @@ static void copy_buffers(trainer *t, int restore)
         }
 }
 
+/* Lets the buckets already handed to MPI_Iallreduce progress (ft_model's
+ * progress callback, between the frozen prefix's row chunks). */
+static void poll_gradsync(void *user)
+{
+    ft_gradsync *g = user;
+    if (g->nreq > 0) {
+        int done;
+        MPI_Testall(g->nreq, g->reqs, &done, MPI_STATUSES_IGNORE);
+    }
+}
+
+static ft_ctx train_ctx(const trainer *t, const ft_batch *b)
+{
+    ft_ctx ctx = {0};
+    ctx.n = b->n;
+    ctx.training = 1;
+    ctx.seed = t->cfg->seed;
+    ctx.epoch = (uint64_t)t->st.epoch;
+    ctx.sample_ids = b->ids;
+    ctx.reduce = t->w->size > 1 ? ft_mpi_reduce_cb : NULL;
+    ctx.reduce_user = t->w;
+    return ctx;
+}
+
+/* The batch at position pos of this epoch, and the read of the one after it. */
+static ft_batch *get_batch(trainer *t, uint64_t pos)
+{
+    uint64_t N = t->train.n, B = (uint64_t)t->cfg->batch_size;
+    uint64_t bsz = N - pos < B ? N - pos : B;
+    int n = batch_ids(t, pos, t->ids);
+    ft_batch *b = ft_prefetch_get(&t->pf, (uint64_t)t->st.epoch, pos, t->ids, n);
+    if (pos + bsz < N) { /* the next batch of this epoch: read it while this one computes */
+        int nn = batch_ids(t, pos + bsz, t->ids);
+        ft_prefetch_post(&t->pf, (uint64_t)t->st.epoch, pos + bsz, t->ids, nn);
+    }
+    return b;
+}
+
+/* 1 when the frozen prefix may run ahead for the next batch: several ranks,
+ * a prefix of at least two layers that treat rows independently (no
+ * batchnorm with batch statistics), and no feature cache. */
+static int can_overlap(const trainer *t)
+{
+    const ft_model *m = &t->model;
+    if (t->w->size < 2 || t->fc.active || m->first_trainable < 2 ||
+        m->first_trainable >= m->nlayers)
+        return 0;
+    for (int i = 0; i < m->first_trainable; i++)
+        if (strcmp(m->layers[i].ops->kind, "batchnorm") == 0 && !m->layers[i].frozen)
+            return 0;
+    return 1;
+}
+
 /* One optimizer step: up to accum_steps micro-batches of the global batch. */
 static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_err *err)
 {
@@ -565,12 +635,16 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
     copy_buffers(t, 0);
     for (int a = 0; a < micro; a++) {
         uint64_t bsz = N - pos < B ? N - pos : B;
-        int n = batch_ids(t, pos, t->ids);
-        ft_batch *b = ft_prefetch_get(&t->pf, (uint64_t)t->st.epoch, pos, t->ids, n);
-        if (pos + bsz < N) { /* the next batch of this epoch: read it while this one computes */
-            int nn = batch_ids(t, pos + bsz, t->ids);
-            ft_prefetch_post(&t->pf, (uint64_t)t->st.epoch, pos + bsz, t->ids, nn);
-        }
+        ft_batch *b;
+        int have_prefix = 0;
+        if (a == 0 && t->early.valid && t->early.epoch == (uint64_t)t->st.epoch &&
+            t->early.pos == pos) { /* read, and its prefix run, during the last step */
+            b = t->early.b;
+            have_prefix = t->early.prefix_done;
+        } else
+            b = get_batch(t, pos);
+        t->early.valid = 0;
+        int n = b->n;
         ft_err_clear(err);
         if (b->err.code)
             *err = b->err;
@@ -586,20 +660,14 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
             return FT_STOPPED;
         double denom = pre[0] > 0 ? pre[0] : 1;
 
-        ft_ctx ctx = {0};
-        ctx.n = n;
-        ctx.training = 1;
-        ctx.seed = c->seed;
-        ctx.epoch = (uint64_t)t->st.epoch;
-        ctx.sample_ids = b->ids;
-        ctx.reduce = w->size > 1 ? ft_mpi_reduce_cb : NULL;
-        ctx.reduce_user = w;
+        ft_ctx ctx = train_ctx(t, b);
         if (a == micro - 1)
             ft_gradsync_begin(&t->gs);
-        const float *logits = t->fc.active
-                                  ? ft_model_forward_from(&t->model, &ctx, t->fc.first, b->x)
-                                  : ft_model_forward_range(&t->model, &ctx, 0,
-                                                           t->model.nlayers, b->x);
+        int ft = t->model.first_trainable;
+        const float *logits =
+            have_prefix  ? ft_model_forward_from(&t->model, &ctx, ft, t->model.act[ft - 1])
+            : t->fc.active ? ft_model_forward_from(&t->model, &ctx, t->fc.first, b->x)
+                           : ft_model_forward_range(&t->model, &ctx, 0, t->model.nlayers, b->x);
         double wsum;
         double lsum = ft_xent_forward(&t->xent, logits, b->y, n, t->probs, &wsum, NULL);
         ft_xent_backward(&t->xent, t->probs, b->y, n, (float)(1.0 / (denom * micro)), t->dlogits);
@@ -611,6 +679,22 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
         loss_local += lsum / denom / micro;
         pos += bsz;
         *samples_out += bsz;
+    }
+    if (t->overlap && pos < N) { /* the next batch's frozen prefix while the buckets travel */
+        ft_batch *nb = get_batch(t, pos);
+        t->early.valid = 1;
+        t->early.epoch = (uint64_t)t->st.epoch;
+        t->early.pos = pos;
+        t->early.b = nb;
+        t->early.prefix_done = 0;
+        if (!nb->err.code) {
+            ft_ctx ctx = train_ctx(t, nb);
+            t->model.progress = poll_gradsync;
+            t->model.progress_user = &t->gs;
+            ft_model_forward_range(&t->model, &ctx, 0, t->model.first_trainable, nb->x);
+            t->model.progress = NULL;
+            t->early.prefix_done = 1;
+        }
     }
     ft_gradsync_finish(&t->gs);
 
@@ -694,6 +778,7 @@ static int run(trainer *t, ft_err *err)
     uint64_t epoch_samples = 0;
     if (start_feature_cache(t, err))
         return err->code;
+    t->overlap = can_overlap(t);
     t->step_time += ft_now() - epoch_t0; /* building the cache is part of the first epoch */
 
     double log_loss = 0, t_log = ft_now(), shown_loss = NAN;

@@ -335,6 +335,8 @@ static const float *forward_prefix_chunked(ft_model *m, const ft_ctx *ctx, const
             l->ops->forward(l, &cc, cur, y, NULL);
             cur = y;
         }
+        if (m->progress)
+            m->progress(m->progress_user);
     }
     return m->act[ft - 1];
 }
