@@ -4,19 +4,24 @@
 #   scripts/fuzz.sh [SECONDS] [options] [HARNESS...]
 #
 #   SECONDS        run time per harness (default 60)
-#   HARNESS        config dataset model idx csv (+ safetensors keras once they are built);
-#                  default: all that are built
+#   HARNESS        config dataset model idx csv json safetensors keras (those whose importer
+#                  exists); default: all that are built
 #   --build DIR    clang build directory (default build-fuzz); configured and built as needed
 #                  with -DFTUNE_FUZZ=ON (libFuzzer + ASan + UBSan)
 #   --jobs N       parallel fuzzing processes per harness (default 1)
-#   --smoke        the ctest check: 4 s per harness, in a scratch corpus, nothing kept
+#   --smoke        the ctest check (fuzz.smoke): 4 s per harness, in a scratch corpus
 #
 # Each harness starts from its committed corpus tests/fuzz/corpus/<name> (read only) and keeps
-# what it finds in DIR/corpus/<name>. A crash, leak, timeout or over-limit allocation stops that
-# harness, leaves the input in DIR/artifacts/<name>/ and makes the script exit 1; reproduce it
-# with DIR/tests/fuzz/fuzz_<name> FILE. Fixed crashes go into the committed corpus as
-# regress-<what> so that ctest (fuzz.replay.<name>) replays them in every build.
-# Exit codes: 0 no crash, 1 a crash (or a build failure), 77 clang/libFuzzer unavailable.
+# what it finds in DIR/corpus/<name>. libFuzzer runs in fork mode: a crash, leak, hang or
+# over-limit allocation is saved in DIR/artifacts/<name>/ and fuzzing goes on. Afterwards every
+# artifact is replayed and sorted by the first stack frame outside the sanitizer runtime and
+# libc: in ftune's code (printed as FTUNE BUG; the script exits 1), in a third-party library
+# (HDF5 1.10 crashes and hangs on damaged files: listed in DIR/third-party-<name>.txt), or over
+# the RSS limit without an allocation stack (DIR/rss-oom-<name>.txt, to triage by hand).
+# Reproduce one with DIR/tests/fuzz/fuzz_<name> FILE. Fixed crashes go into the committed corpus
+# as regress-<what>, so that ctest (fuzz.replay.<name>) replays them in every build.
+# Exit codes: 0 no finding in ftune, 1 a finding in ftune (or a build failure), 77 clang or
+# libFuzzer unavailable.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 SECONDS_PER=60
@@ -30,7 +35,7 @@ while [ $# -gt 0 ]; do
     --build) BUILD=$2; shift 2 ;;
     --jobs) JOBS=$2; shift 2 ;;
     --smoke) SMOKE=1; SECONDS_PER=4; TIMEOUT=8; shift ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     [0-9]*) SECONDS_PER=$1; shift ;;
     *) WANT+=("$1"); shift ;;
     esac
