@@ -81,8 +81,10 @@ def load_data(torch, name):
     return x, y
 
 
-def train(torch, name, rank, world, steps, warmup, seed=42):
-    """Runs warmup + steps optimizer steps; returns (samples, seconds) of the timed ones."""
+def train(torch, name, rank, world, steps, warmup, max_seconds=0.0, seed=42):
+    """Runs warmup + steps optimizer steps (fewer when the timed ones pass max_seconds: the
+    slow thread settings would otherwise take minutes); returns (samples, seconds) of the
+    timed ones."""
     spec = WORKLOADS[name]
     torch.manual_seed(seed)
     x, y = load_data(torch, name)
@@ -108,6 +110,7 @@ def train(torch, name, rank, world, steps, warmup, seed=42):
     samples = 0
     t0 = None
     model.train()
+    stop = torch.zeros(1)
     while done < warmup + steps:
         if pos + B > N:  # next epoch (the last partial batch is dropped: same work per step)
             perm = torch.randperm(N, generator=g)
@@ -126,6 +129,12 @@ def train(torch, name, rank, world, steps, warmup, seed=42):
         done += 1
         if done > warmup:
             samples += B
+            if max_seconds > 0 and done % 5 == 0:  # every rank must stop at the same step
+                stop[0] = 1.0 if time.perf_counter() - t0 > max_seconds else 0.0
+                if world > 1:
+                    torch.distributed.all_reduce(stop)
+                if stop[0] > 0:
+                    break
     if world > 1:
         torch.distributed.barrier()
     return samples, time.perf_counter() - t0
@@ -135,13 +144,13 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def ddp_worker(rank, world, name, steps, warmup, port, q):
+def ddp_worker(rank, world, name, steps, warmup, max_seconds, port, q):
     import torch
     torch.set_num_threads(1)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    samples, secs = train(torch, name, rank, world, steps, warmup)
+    samples, secs = train(torch, name, rank, world, steps, warmup, max_seconds)
     q.put((rank, samples, secs, peak_rss_mib()))
     torch.distributed.destroy_process_group()
 
@@ -159,14 +168,14 @@ def cmd_run(a):
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
         port = 29500 + (os.getpid() % 2000)
-        mp.spawn(ddp_worker, args=(a.ddp, a.workload, a.steps, a.warmup, port, q),
+        mp.spawn(ddp_worker, args=(a.ddp, a.workload, a.steps, a.warmup, a.max_seconds, port, q),
                  nprocs=a.ddp, join=True)
         res = sorted(q.get() for _ in range(a.ddp))
         samples, secs = res[0][1], max(r[2] for r in res)
         rss = max(r[3] for r in res)
     else:
         torch.set_num_threads(a.threads)
-        samples, secs = train(torch, a.workload, 0, 1, a.steps, a.warmup)
+        samples, secs = train(torch, a.workload, 0, 1, a.steps, a.warmup, a.max_seconds)
         rss = peak_rss_mib()
     sps = samples / secs
     print(json.dumps({
@@ -183,17 +192,17 @@ def cmd_all(a):
     for wl in wls:
         B = WORKLOADS[wl]["batch"]
         if a.quick:
-            steps, warmup = (5, 1) if wl == "w2" else (20, 3)
+            steps, warmup, secs = ((5, 1) if wl == "w2" else (20, 3)) + (2.0,)
         else:
             # a few seconds per setting on 2 cores; the rate is steady after warm-up
-            steps, warmup = (60, 3) if wl == "w2" else (200, 10)
+            steps, warmup, secs = ((60, 3) if wl == "w2" else (200, 10)) + (8.0,)
         for t, b, ddp in (SETTINGS[:1] if a.quick else SETTINGS):
             env = dict(os.environ)
             env["OPENBLAS_NUM_THREADS"] = str(b)
             env["OMP_NUM_THREADS"] = str(t)
             cmd = [sys.executable, os.path.abspath(__file__), "run", wl, "--threads", str(t),
                    "--blas", str(b), "--ddp", str(ddp), "--steps", str(steps),
-                   "--warmup", str(warmup)]
+                   "--warmup", str(warmup), "--max-seconds", str(secs)]
             p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
             if p.returncode == 77:
                 print(p.stdout.strip())
@@ -223,6 +232,7 @@ def main():
     r.add_argument("--ddp", type=int, default=1)
     r.add_argument("--steps", type=int, default=100)
     r.add_argument("--warmup", type=int, default=5)
+    r.add_argument("--max-seconds", type=float, default=0.0)
     al = sub.add_parser("all")
     al.add_argument("--quick", action="store_true")
     al.add_argument("--workloads", default="")
