@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ftune/h5util.h"
+
 #include "progress.h"
 
 int ft_featcache_mode(const char *s)
@@ -24,7 +25,7 @@ int ft_featcache_mode(const char *s)
 
 /* Kinds whose forward depends only on the input and the parameters. */
 static const char *const deterministic_kinds[] = {
-    "conv2d", "dense", "relu",    "leaky_relu", "gelu",    "tanh",
+    "conv2d",  "dense",     "relu",      "leaky_relu",     "gelu",    "tanh",
     "sigmoid", "maxpool2d", "avgpool2d", "global_avgpool", "flatten", NULL,
 };
 
@@ -98,8 +99,8 @@ typedef struct sink {
 
 /* Features of rows [begin, begin + len) and their labels, in chunks of the
  * model's batch. */
-static int compute_slice(ft_featcache *fc, ft_model *m, ft_dataset *d, uint64_t begin,
-                         uint64_t len, const sink *out, ft_err *err)
+static int compute_slice(ft_featcache *fc, ft_model *m, ft_dataset *d, uint64_t begin, uint64_t len,
+                         const sink *out, ft_err *err)
 {
     int rows = m->max_batch > 0 ? m->max_batch : 1;
     float *x = ft_alloc_floats((size_t)rows * d->sample_floats, err);
@@ -162,11 +163,10 @@ static int create_scratch(ft_featcache *fc, const ft_model *m, const ft_dataset 
     hid_t dy = H5Dcreate2(f, "labels", H5T_NATIVE_INT, sy, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     haddr_t ax = dx >= 0 ? H5Dget_offset(dx) : HADDR_UNDEF;
     haddr_t ay = dy >= 0 ? H5Dget_offset(dy) : HADDR_UNDEF;
-    if (ax == HADDR_UNDEF || ay == HADDR_UNDEF ||
-        ft_h5_set_int_attr(f, "classes", d->classes, err))
-        rc = err->code ? err->code
-                       : ft_h5_fail(err, FT_ERUNTIME, "%s: cannot create the feature cache",
-                                    fc->path);
+    if (ax == HADDR_UNDEF || ay == HADDR_UNDEF || ft_h5_set_int_attr(f, "classes", d->classes, err))
+        rc = err->code
+                 ? err->code
+                 : ft_h5_fail(err, FT_ERUNTIME, "%s: cannot create the feature cache", fc->path);
     off[0] = (long long)ax;
     off[1] = (long long)ay;
     if (dx >= 0)
@@ -184,8 +184,8 @@ static int create_scratch(ft_featcache *fc, const ft_model *m, const ft_dataset 
     return ft_h5_commit(f, tmp, fc->path, err);
 }
 
-int ft_featcache_build(ft_featcache *fc, const ft_mpi *w, ft_model *m, ft_dataset *train,
-                       int mode, size_t budget_bytes, const char *run_dir, ft_err *err)
+int ft_featcache_build(ft_featcache *fc, const ft_mpi *w, ft_model *m, ft_dataset *train, int mode,
+                       size_t budget_bytes, const char *run_dir, ft_err *err)
 {
     double t0 = ft_now();
     memset(fc, 0, sizeof *fc);
@@ -258,8 +258,7 @@ int ft_featcache_build(ft_featcache *fc, const ft_mpi *w, ft_model *m, ft_datase
         if (out.fd < 0)
             ft_fail(err, FT_ERUNTIME, "%s: cannot open the feature cache: %s", fc->path,
                     strerror(errno));
-        else if (compute_slice(fc, m, train, begin, len, &out, err) == FT_OK &&
-                 close(out.fd) != 0)
+        else if (compute_slice(fc, m, train, begin, len, &out, err) == FT_OK && close(out.fd) != 0)
             ft_fail(err, FT_ERUNTIME, "%s: cannot write the feature cache: %s", fc->path,
                     strerror(errno));
         else if (err->code)

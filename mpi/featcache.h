@@ -29,6 +29,7 @@
 
 #include "ftune/data.h"
 #include "ftune/model.h"
+
 #include "runtime.h"
 
 enum { FT_FC_OFF = 0, FT_FC_AUTO, FT_FC_MEMORY, FT_FC_DISK };
@@ -56,8 +57,8 @@ int ft_featcache_usable(const ft_model *m, char *why, size_t len);
 /* Collective. Builds the cache for the training set with the model's current
  * (frozen) weights. mode is FT_FC_AUTO, FT_FC_MEMORY or FT_FC_DISK; the
  * model's activation buffers are used, so call it between steps. */
-int ft_featcache_build(ft_featcache *fc, const ft_mpi *w, ft_model *m, ft_dataset *train,
-                       int mode, size_t budget_bytes, const char *run_dir, ft_err *err);
+int ft_featcache_build(ft_featcache *fc, const ft_mpi *w, ft_model *m, ft_dataset *train, int mode,
+                       size_t budget_bytes, const char *run_dir, ft_err *err);
 /* Releases memory, closes and (rank 0) removes the scratch file. */
 void ft_featcache_free(ft_featcache *fc, const ft_mpi *w);
 

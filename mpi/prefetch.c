@@ -161,8 +161,7 @@ void ft_prefetch_post(ft_prefetch *p, uint64_t epoch, uint64_t pos, const uint64
     pthread_mutex_unlock(&p->mu);
 }
 
-ft_batch *ft_prefetch_get(ft_prefetch *p, uint64_t epoch, uint64_t pos, const uint64_t *ids,
-                          int n)
+ft_batch *ft_prefetch_get(ft_prefetch *p, uint64_t epoch, uint64_t pos, const uint64_t *ids, int n)
 {
     double t0 = ft_now();
     pthread_mutex_lock(&p->mu);

@@ -62,8 +62,7 @@ void ft_prefetch_use_dataset(ft_prefetch *p, ft_dataset *d);
 void ft_prefetch_post(ft_prefetch *p, uint64_t epoch, uint64_t pos, const uint64_t *ids, int n);
 /* Returns the batch tagged (epoch, pos), reading ids[0..n) now if it was not
  * posted. The previous batch returned is released. Check ->err.code. */
-ft_batch *ft_prefetch_get(ft_prefetch *p, uint64_t epoch, uint64_t pos, const uint64_t *ids,
-                          int n);
+ft_batch *ft_prefetch_get(ft_prefetch *p, uint64_t epoch, uint64_t pos, const uint64_t *ids, int n);
 /* Waits until no read is queued or in flight (queued reads are dropped), so
  * the caller may use HDF5. */
 void ft_prefetch_idle(ft_prefetch *p);

@@ -20,8 +20,8 @@ int ft_shmsync_init(ft_shmsync *s, const ft_mpi *w, float *grads, size_t n, ft_e
     MPI_Comm_size(s->node, &s->size);
     float *base = NULL;
     MPI_Aint bytes = (MPI_Aint)(2 * (n ? n : 1) * sizeof(float));
-    int rc = MPI_Win_allocate_shared(bytes, (int)sizeof(float), MPI_INFO_NULL, s->node, &base,
-                                     &s->win);
+    int rc =
+        MPI_Win_allocate_shared(bytes, (int)sizeof(float), MPI_INFO_NULL, s->node, &base, &s->win);
     s->buf = calloc((size_t)(2 * s->size), sizeof *s->buf);
     int ok = rc == MPI_SUCCESS && s->buf, all;
     MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);

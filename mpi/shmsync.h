@@ -21,6 +21,7 @@
 #include <stddef.h>
 
 #include "ftune/layer.h"
+
 #include "runtime.h"
 
 typedef struct ft_shmsync {
@@ -33,7 +34,7 @@ typedef struct ft_shmsync {
     float **buf; /* buf[2 * q + k]: rank q's buffer k */
     int cur;     /* buffer of this step */
     size_t copied;
-    int active; /* copy during backward only on the last micro-batch of a step */
+    int active;          /* copy during backward only on the last micro-batch of a step */
     double wait_seconds; /* barriers, summing and copying back: not hidden */
 } ft_shmsync;
 

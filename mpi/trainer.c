@@ -318,8 +318,8 @@ static int start_feature_cache(trainer *t, ft_err *err)
     }
     ft_prefetch_idle(&t->pf);
     size_t budget = (size_t)c->feature_cache_mb << 20;
-    if (ft_featcache_build(&t->fc, t->w, &t->model, &t->train, c->feature_cache, budget,
-                           c->run_dir, err))
+    if (ft_featcache_build(&t->fc, t->w, &t->model, &t->train, c->feature_cache, budget, c->run_dir,
+                           err))
         return err->code;
     if (t->fc.mode == FT_FC_MEMORY)
         ft_prefetch_use_memory(&t->pf, t->fc.x, t->fc.y, t->fc.floats);
@@ -373,10 +373,9 @@ static void report_train_time(trainer *t)
            (unsigned long long)t->step_samples, t->step_time, (double)t->step_samples / T,
            data_wait, ar_wait);
     ft_model_mem mem = ft_model_memory(&t->model);
-    double sum = (double)(mem.params + mem.grads + t->opt.nstate * sizeof(float) +
-                          mem.activations + mem.workspace + ft_prefetch_bytes(&t->pf) +
-                          t->fc.bytes + ft_shmsync_bytes(&t->ss) +
-                          t->train.n * sizeof(uint64_t)) /
+    double sum = (double)(mem.params + mem.grads + t->opt.nstate * sizeof(float) + mem.activations +
+                          mem.workspace + ft_prefetch_bytes(&t->pf) + t->fc.bytes +
+                          ft_shmsync_bytes(&t->ss) + t->train.n * sizeof(uint64_t)) /
                  1048576.0;
     printf("peak RSS per rank: %.1f MiB (max over ranks); breakdown sum %.1f MiB (feature cache "
            "%.1f MiB); %.1f MiB resident before the model (libraries, MPI); peak / sum %.2f, "
@@ -691,7 +690,7 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
         }
         int ft = t->model.first_trainable;
         const float *logits =
-            have_prefix  ? ft_model_forward_from(&t->model, &ctx, ft, t->model.act[ft - 1])
+            have_prefix    ? ft_model_forward_from(&t->model, &ctx, ft, t->model.act[ft - 1])
             : t->fc.active ? ft_model_forward_from(&t->model, &ctx, t->fc.first, b->x)
                            : ft_model_forward_range(&t->model, &ctx, 0, t->model.nlayers, b->x);
         double wsum;
@@ -731,8 +730,8 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
      * norm is needed only for clipping; otherwise a vectorised scan for
      * Inf/NaN bits gives the same decision at a fraction of the cost. */
     double norm = c->clip_grad_norm > 0 ? ft_grad_norm(t->model.grads, t->model.ngrads)
-                                        : all_finite(t->model.grads, t->model.ngrads) ? 0.0
-                                                                                      : NAN;
+                  : all_finite(t->model.grads, t->model.ngrads) ? 0.0
+                                                                : NAN;
     if (!isfinite(norm)) {
         t->bad_steps++;
         t->bad_total++;
@@ -874,15 +873,14 @@ static int run(trainer *t, ft_err *err)
                 return err->code;
         }
         if (is_root(t) && epoch_samples)
-            ft_progress_print(&t->progress,
-                              "epoch %ld: %llu samples in %.3f s of training steps = %.1f "
-                              "samples/s (%.3f s wall)\n",
-                              t->st.epoch + 1, (unsigned long long)epoch_samples,
-                              t->step_time - epoch_time,
-                              (double)epoch_samples /
-                                  (t->step_time - epoch_time > 1e-9 ? t->step_time - epoch_time
-                                                                    : 1e-9),
-                              ft_now() - epoch_t0);
+            ft_progress_print(
+                &t->progress,
+                "epoch %ld: %llu samples in %.3f s of training steps = %.1f "
+                "samples/s (%.3f s wall)\n",
+                t->st.epoch + 1, (unsigned long long)epoch_samples, t->step_time - epoch_time,
+                (double)epoch_samples /
+                    (t->step_time - epoch_time > 1e-9 ? t->step_time - epoch_time : 1e-9),
+                ft_now() - epoch_t0);
         epoch_t0 = ft_now();
         epoch_time = t->step_time;
         epoch_samples = 0;

@@ -315,8 +315,7 @@ static int prefix_chunk_rows(const ft_model *m, int n)
 /* Layers [0, first_trainable) over n rows in chunks, the last one writing
  * into act[first_trainable - 1]. Same numbers as one call per layer: every
  * prefix layer computes each row on its own. */
-static const float *forward_prefix_chunked(ft_model *m, const ft_ctx *ctx, const float *x,
-                                           int rows)
+static const float *forward_prefix_chunked(ft_model *m, const ft_ctx *ctx, const float *x, int rows)
 {
     const int ft = m->first_trainable, n = ctx->n;
     const size_t in0 = layer_in_floats(&m->layers[0]);

@@ -117,7 +117,7 @@ done:
 
 /* a replaces m (and idx its index) when it is larger, or NaN while m is not:
  * the first maximum in scan order wins and the first NaN sticks. */
-#define MP_TAKE(m, mi, a, ai)                                                                       \
+#define MP_TAKE(m, mi, a, ai)                                                                      \
     do {                                                                                           \
         int take_ = (a) > (m) || ((a) != (a) && (m) == (m));                                       \
         (m) = take_ ? (a) : (m);                                                                   \
@@ -146,8 +146,8 @@ static inline __m128i mp_seli(__m128 k, __m128i a, __m128i m)
 }
 
 /* Output columns [0, ow4) of one output row (ow4 a multiple of 4); returns ow4. */
-static int mp_row_sse(const float *r0, const float *r1, float *yr, int32_t *ar, int32_t base,
-                      int w, int ow)
+static int mp_row_sse(const float *r0, const float *r1, float *yr, int32_t *ar, int32_t base, int w,
+                      int ow)
 {
     int ox = 0;
     for (; ox + 4 <= ow; ox += 4) {

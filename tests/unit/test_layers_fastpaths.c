@@ -114,7 +114,7 @@ static int build_cnn(ft_model *m, int batch, int freeze_upto, ft_err *err)
     static ft_layer_spec specs[9];
     const char *names[] = {"conv1", "relu1", "pool1", "conv2", "relu2",
                            "pool2", "flat",  "fc1",   "fc2"};
-    const char *kinds[] = {"conv2d",  "relu",    "maxpool2d", "conv2d", "relu",
+    const char *kinds[] = {"conv2d",    "relu",    "maxpool2d", "conv2d", "relu",
                            "maxpool2d", "flatten", "dense",     "dense"};
     memset(specs, 0, sizeof specs);
     for (int i = 0; i < 9; i++) {
@@ -204,11 +204,11 @@ static void test_prefix_paths(int n)
 int main(void)
 {
     test_maxpool_2x2(3, 2, 8, 8, 0, 1);
-    test_maxpool_2x2(2, 3, 28, 28, 7, 2);  /* W1's pool1 shape, NaNs */
-    test_maxpool_2x2(2, 4, 14, 14, 0, 3);  /* pool2: 7 outputs per row (4 + 3) */
-    test_maxpool_2x2(1, 2, 9, 11, 5, 4);   /* odd sizes: last row and column skipped */
-    test_maxpool_2x2(2, 1, 2, 18, 3, 5);   /* 9 outputs per row, many NaNs */
-    test_maxpool_2x2(1, 1, 16, 16, 1, 6);  /* all NaN */
+    test_maxpool_2x2(2, 3, 28, 28, 7, 2); /* W1's pool1 shape, NaNs */
+    test_maxpool_2x2(2, 4, 14, 14, 0, 3); /* pool2: 7 outputs per row (4 + 3) */
+    test_maxpool_2x2(1, 2, 9, 11, 5, 4);  /* odd sizes: last row and column skipped */
+    test_maxpool_2x2(2, 1, 2, 18, 3, 5);  /* 9 outputs per row, many NaNs */
+    test_maxpool_2x2(1, 1, 16, 16, 1, 6); /* all NaN */
     test_prefix_paths(1);
     test_prefix_paths(7);
     test_prefix_paths(32);
