@@ -236,7 +236,7 @@ static void maxpool_forward(ft_layer *l, const ft_ctx *c, const float *x, float 
     const maxpool_cfg *p = l->priv;
     const size_t hw = (size_t)p->h * p->w, ohw = (size_t)p->oh * p->ow;
     const size_t planes = (size_t)(c->n > 0 ? c->n : 0) * p->c;
-    int32_t *arg = (int32_t *)saved;
+    int32_t *arg = (int32_t *)(void *)saved; /* argmax in float slots */
     if (p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->ph == 0 && p->pw == 0) {
         maxpool_forward_2x2(p, planes, x, y, arg);
         return;
@@ -262,7 +262,7 @@ static void maxpool_backward(ft_layer *l, const ft_ctx *c, const float *x, const
         return;
     const size_t hw = (size_t)p->h * p->w, ohw = (size_t)p->oh * p->ow;
     const size_t planes = (size_t)c->n * p->c;
-    const int32_t *arg = (const int32_t *)saved;
+    const int32_t *arg = (const int32_t *)(const void *)saved;
     memset(dx, 0, sizeof(float) * planes * hw);
     for (size_t i = 0; i < planes; i++) {
         float *dp = dx + i * hw;
