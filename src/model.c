@@ -299,16 +299,23 @@ const float *ft_model_forward(ft_model *m, const ft_ctx *c, const float *x)
 
 static int prefix_chunk_rows(const ft_model *m, int n)
 {
-    size_t widest = 0;
+    size_t widest = 0, weights = 0;
     for (int i = 0; i < m->first_trainable; i++) {
         const ft_layer *l = &m->layers[i];
         if (strcmp(l->ops->kind, "batchnorm") == 0 && !l->frozen)
             return 0;
         widest = max_sz(widest, max_sz(layer_in_floats(l), layer_out_floats(l)));
+        for (int j = 0; j < l->nparams; j++)
+            weights += l->params[j].count;
     }
     size_t rows = widest ? PREFIX_CHUNK_FLOATS / widest : (size_t)n;
     if (rows < 1)
         rows = 1;
+    /* sgemm packs a layer's weights on every call: chunks pay off only while
+     * the weights are small next to a chunk's activations (W1's convolutions:
+     * 19 K weights against 100 KB per row), not for large dense layers (W2). */
+    if (weights > rows * widest)
+        return 0;
     return rows < (size_t)n ? (int)rows : 0;
 }
 
@@ -374,6 +381,8 @@ const float *ft_model_forward_range(ft_model *m, const ft_ctx *c, int first, int
         float *saved = keep && i >= ft ? m->saved[i] : NULL;
         l->ops->forward(l, &ctx, cur, y, saved);
         cur = y;
+        if (m->progress && i < ft)
+            m->progress(m->progress_user);
     }
     return cur;
 }

@@ -46,8 +46,9 @@ typedef struct ft_model {
 
     ft_grad_ready_fn grad_ready;
     void *grad_ready_user;
-    /* Called between the row chunks of a cache-blocked frozen prefix
-     * (ft_model_forward_range), e.g. to let in-flight MPI requests progress. */
+    /* Called between the row chunks of a cache-blocked frozen prefix, or after
+     * each of its layers (ft_model_forward_range), e.g. to let in-flight MPI
+     * requests progress. */
     void (*progress)(void *user);
     void *progress_user;
 } ft_model;
