@@ -23,8 +23,8 @@ cat >preempt.cfg <<EOF
 run = { dir = "runs/unset"; seed = 5; };
 data = { train = "$TMP/train.h5"; shuffle = true; };
 model = { input = [64]; layers = (
-  { name = "fc1"; type = "dense"; units = 256; }, { name = "relu1"; type = "relu"; },
-  { name = "fc2"; type = "dense"; units = 256; }, { name = "relu2"; type = "relu"; },
+  { name = "fc1"; type = "dense"; units = 1024; }, { name = "relu1"; type = "relu"; },
+  { name = "fc2"; type = "dense"; units = 1024; }, { name = "relu2"; type = "relu"; },
   { name = "drop"; type = "dropout"; rate = 0.1; },
   { name = "fc3"; type = "dense"; units = 4; } ); };
 train = { epochs = 2; batch_size = 16;
