@@ -35,82 +35,6 @@
 
 #include "parity_h5.h"
 
-static float *alloc_floats(size_t n, float fill)
-{
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    if (!p)
-        ph_die("out of memory (%zu floats)", n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = fill;
-    return p;
-}
-
-static const ft_keydef *find_key(const ft_layer_ops *ops, const char *key)
-{
-    for (const ft_keydef *d = ops->keys; d && d->key; d++)
-        if (strcmp(d->key, key) == 0)
-            return d;
-    return NULL;
-}
-
-typedef struct kv_visit {
-    const char *cname;
-    const ft_layer_ops *ops;
-    ft_kvlist *kv;
-} kv_visit;
-
-static herr_t visit_kv(hid_t kg, const char *key, const H5A_info_t *info, void *user)
-{
-    const kv_visit *v = user;
-    const ft_keydef *d = find_key(v->ops, key);
-    if (!d)
-        ph_die("%s: layer kind '%s' has no key '%s'", v->cname, v->ops->kind, key);
-    switch (d->type) {
-    case FT_KV_INT: ft_kv_set_int(v->kv, key, (long)ph_attr_long(kg, key, 0)); break;
-    case FT_KV_FLOAT: ft_kv_set_float(v->kv, key, ph_attr_double(kg, key, 0.0)); break;
-    case FT_KV_BOOL: ft_kv_set_bool(v->kv, key, ph_attr_long(kg, key, 0) != 0); break;
-    case FT_KV_STRING: {
-        char s[256];
-        ph_attr_str(kg, key, "", s, sizeof s);
-        ft_kv_set_string(v->kv, key, s);
-        break;
-    }
-    default: ph_die("%s: key '%s' has a type the harness does not handle", v->cname, key);
-    }
-    return 0;
-}
-
-/* kv/ attributes -> ft_kvlist, typed by the kind's key table. */
-static void read_kv(hid_t g, const char *cname, const ft_layer_ops *ops, ft_kvlist *kv)
-{
-    memset(kv, 0, sizeof *kv);
-    snprintf(kv->where, sizeof kv->where, "case %s", cname);
-    if (!ph_exists(g, "kv"))
-        return;
-    hid_t kg = ph_group(g, "kv", 0);
-    kv_visit v = {cname, ops, kv};
-    if (H5Aiterate2(kg, H5_INDEX_NAME, H5_ITER_INC, NULL, visit_kv, &v) < 0)
-        ph_die("%s: cannot read the attributes of kv/", cname);
-    H5Gclose(kg);
-}
-
-static void write_shaped(hid_t loc, const char *name, const float *data, int n, const ft_shape *s)
-{
-    hsize_t dims[FT_MAX_DIMS + 1];
-    dims[0] = (hsize_t)n;
-    for (int i = 0; i < s->rank; i++)
-        dims[1 + i] = (hsize_t)s->d[i];
-    ph_write_floats(loc, name, data, s->rank + 1, dims);
-}
-
-static void write_param(hid_t loc, const ft_param *p, const float *data)
-{
-    hsize_t dims[FT_MAX_DIMS];
-    for (int i = 0; i < p->shape.rank; i++)
-        dims[i] = (hsize_t)p->shape.d[i];
-    ph_write_floats(loc, p->name, data, p->shape.rank, dims);
-}
-
 /* Fills dst (count floats) from dataset grp/name, which must have the parameter's shape. */
 static void load_param(hid_t g, const char *cname, const char *grp, const ft_param *p, float *dst)
 {
@@ -135,7 +59,7 @@ static void run_layer_case(hid_t g, hid_t og, const char *cname, const char *kin
     if (!ops)
         ph_die("%s: unknown layer kind '%s'", cname, kind);
     ft_kvlist kv;
-    read_kv(g, cname, ops, &kv);
+    ph_read_kv(g, cname, ops, &kv);
 
     ft_layer l;
     memset(&l, 0, sizeof l);
@@ -163,10 +87,10 @@ static void run_layer_case(hid_t g, hid_t og, const char *cname, const char *kin
 
     for (int j = 0; j < l.nparams; j++) {
         ft_param *p = &l.params[j];
-        p->data = alloc_floats(p->count, 0.0f);
+        p->data = ph_alloc_floats(p->count, 0.0f);
         load_param(g, cname, "params", p, p->data);
         if (!l.frozen && p->learnable) {
-            p->grad = alloc_floats(p->count, 0.0f);
+            p->grad = ph_alloc_floats(p->count, 0.0f);
             char path[128];
             snprintf(path, sizeof path, "grad_init/%s", p->name);
             if (ph_exists(g, "grad_init") && ph_exists(g, path))
@@ -179,9 +103,9 @@ static void run_layer_case(hid_t g, hid_t og, const char *cname, const char *kin
     const int use_saved = (int)ph_attr_long(g, "saved", 1);
     const size_t nsaved = ops->saved_floats ? ops->saved_floats(&l, n) : 0;
     const size_t nws = ops->workspace_floats ? ops->workspace_floats(&l, n) : 0;
-    float *saved = use_saved && nsaved ? alloc_floats(nsaved, NAN) : NULL;
-    float *ws = nws ? alloc_floats(nws, NAN) : NULL;
-    float *y = alloc_floats(nout, NAN);
+    float *saved = use_saved && nsaved ? ph_alloc_floats(nsaved, NAN) : NULL;
+    float *ws = nws ? ph_alloc_floats(nws, NAN) : NULL;
+    float *y = ph_alloc_floats(nout, NAN);
 
     ft_ctx c;
     memset(&c, 0, sizeof c);
@@ -193,26 +117,26 @@ static void run_layer_case(hid_t g, hid_t og, const char *cname, const char *kin
 
     const int backward = ph_exists(g, "dy");
     ops->forward(&l, &c, x.data, y, backward ? saved : NULL);
-    write_shaped(og, "y", y, n, &l.out);
+    ph_write_shaped(og, "y", y, n, &l.out);
 
     if (backward) {
         ph_array dy = ph_read_floats(g, "dy");
         if (dy.count != nout)
             ph_die("%s: dy has %zu values, the output has %zu", cname, dy.count, nout);
-        float *dx = alloc_floats(nin, NAN);
+        float *dx = ph_alloc_floats(nin, NAN);
         ops->backward(&l, &c, x.data, y, dy.data, dx, saved);
-        write_shaped(og, "dx", dx, n, &l.in);
+        ph_write_shaped(og, "dx", dx, n, &l.in);
         hid_t gg = ph_group(og, "grads", 1);
         for (int j = 0; j < l.nparams; j++)
             if (l.params[j].grad)
-                write_param(gg, &l.params[j], l.params[j].grad);
+                ph_write_param(gg, &l.params[j], l.params[j].grad);
         H5Gclose(gg);
         free(dx);
         ph_array_free(&dy);
     }
     hid_t pg = ph_group(og, "params", 1);
     for (int j = 0; j < l.nparams; j++)
-        write_param(pg, &l.params[j], l.params[j].data);
+        ph_write_param(pg, &l.params[j], l.params[j].data);
     H5Gclose(pg);
 
     for (int j = 0; j < l.nparams; j++) {
@@ -246,9 +170,9 @@ static void run_xent_case(hid_t g, hid_t og, const char *cname)
             ph_die("%s: class_weights has %zu values for %d classes", cname, w.count, C);
         x.class_weights = w.data;
     }
-    float *probs = alloc_floats((size_t)n * C, NAN);
-    float *losses = alloc_floats((size_t)n, NAN);
-    float *dz = alloc_floats((size_t)n * C, NAN);
+    float *probs = ph_alloc_floats((size_t)n * C, NAN);
+    float *losses = ph_alloc_floats((size_t)n, NAN);
+    float *dz = ph_alloc_floats((size_t)n * C, NAN);
     double wsum = 0.0;
     double total = ft_xent_forward(&x, z.data, lab.data, n, probs, &wsum, losses);
     double denom = wsum > 0.0 ? wsum : 1.0;

@@ -132,3 +132,80 @@ hid_t ph_group(hid_t loc, const char *name, int create)
         ph_die("cannot %s group '%s'", create ? "create" : "open", name);
     return g;
 }
+
+/* Shared by the layer and transformer harnesses. */
+float *ph_alloc_floats(size_t n, float fill)
+{
+    float *p = malloc(sizeof(float) * (n ? n : 1));
+    if (!p)
+        ph_die("out of memory (%zu floats)", n);
+    for (size_t i = 0; i < n; i++)
+        p[i] = fill;
+    return p;
+}
+
+static const ft_keydef *find_key(const ft_layer_ops *ops, const char *key)
+{
+    for (const ft_keydef *d = ops->keys; d && d->key; d++)
+        if (strcmp(d->key, key) == 0)
+            return d;
+    return NULL;
+}
+
+typedef struct kv_visit {
+    const char *cname;
+    const ft_layer_ops *ops;
+    ft_kvlist *kv;
+} kv_visit;
+
+static herr_t visit_kv(hid_t kg, const char *key, const H5A_info_t *info, void *user)
+{
+    const kv_visit *v = user;
+    const ft_keydef *d = find_key(v->ops, key);
+    if (!d)
+        ph_die("%s: layer kind '%s' has no key '%s'", v->cname, v->ops->kind, key);
+    switch (d->type) {
+    case FT_KV_INT: ft_kv_set_int(v->kv, key, (long)ph_attr_long(kg, key, 0)); break;
+    case FT_KV_FLOAT: ft_kv_set_float(v->kv, key, ph_attr_double(kg, key, 0.0)); break;
+    case FT_KV_BOOL: ft_kv_set_bool(v->kv, key, ph_attr_long(kg, key, 0) != 0); break;
+    case FT_KV_STRING: {
+        char s[256];
+        ph_attr_str(kg, key, "", s, sizeof s);
+        ft_kv_set_string(v->kv, key, s);
+        break;
+    }
+    default: ph_die("%s: key '%s' has a type the harness does not handle", v->cname, key);
+    }
+    return 0;
+}
+
+/* kv/ attributes -> ft_kvlist, typed by the kind's key table. */
+void ph_read_kv(hid_t g, const char *cname, const ft_layer_ops *ops, ft_kvlist *kv)
+{
+    memset(kv, 0, sizeof *kv);
+    snprintf(kv->where, sizeof kv->where, "case %s", cname);
+    if (!ph_exists(g, "kv"))
+        return;
+    hid_t kg = ph_group(g, "kv", 0);
+    kv_visit v = {cname, ops, kv};
+    if (H5Aiterate2(kg, H5_INDEX_NAME, H5_ITER_INC, NULL, visit_kv, &v) < 0)
+        ph_die("%s: cannot read the attributes of kv/", cname);
+    H5Gclose(kg);
+}
+
+void ph_write_shaped(hid_t loc, const char *name, const float *data, int n, const ft_shape *s)
+{
+    hsize_t dims[FT_MAX_DIMS + 1];
+    dims[0] = (hsize_t)n;
+    for (int i = 0; i < s->rank; i++)
+        dims[1 + i] = (hsize_t)s->d[i];
+    ph_write_floats(loc, name, data, s->rank + 1, dims);
+}
+
+void ph_write_param(hid_t loc, const ft_param *p, const float *data)
+{
+    hsize_t dims[FT_MAX_DIMS];
+    for (int i = 0; i < p->shape.rank; i++)
+        dims[i] = (hsize_t)p->shape.d[i];
+    ph_write_floats(loc, p->name, data, p->shape.rank, dims);
+}

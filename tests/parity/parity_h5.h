@@ -8,6 +8,9 @@
 #include <hdf5.h>
 #include <stddef.h>
 
+#include "ftune/kv.h"
+#include "ftune/layer.h"
+
 #define PH_MAX_RANK 8
 
 typedef struct ph_array {
@@ -38,5 +41,13 @@ void ph_attr_str(hid_t loc, const char *name, const char *dflt, char *buf, size_
 
 /* Opens or creates a group. */
 hid_t ph_group(hid_t loc, const char *name, int create);
+
+/* malloc'd floats set to fill; dies when out of memory */
+float *ph_alloc_floats(size_t n, float fill);
+/* The kv/ attributes of case group g as an ft_kvlist typed by the kind's keys. */
+void ph_read_kv(hid_t g, const char *cname, const ft_layer_ops *ops, ft_kvlist *kv);
+/* n rows of shape s, and a parameter with its own shape. */
+void ph_write_shaped(hid_t loc, const char *name, const float *data, int n, const ft_shape *s);
+void ph_write_param(hid_t loc, const ft_param *p, const float *data);
 
 #endif

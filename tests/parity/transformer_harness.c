@@ -32,81 +32,6 @@
 
 #define MAX_LAYERS 32
 
-static float *alloc_floats(size_t n, float fill)
-{
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    if (!p)
-        ph_die("out of memory (%zu floats)", n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = fill;
-    return p;
-}
-
-static const ft_keydef *find_key(const ft_layer_ops *ops, const char *key)
-{
-    for (const ft_keydef *d = ops->keys; d && d->key; d++)
-        if (strcmp(d->key, key) == 0)
-            return d;
-    return NULL;
-}
-
-typedef struct kv_visit {
-    const char *cname;
-    const ft_layer_ops *ops;
-    ft_kvlist *kv;
-} kv_visit;
-
-static herr_t visit_kv(hid_t kg, const char *key, const H5A_info_t *info, void *user)
-{
-    const kv_visit *v = user;
-    const ft_keydef *d = find_key(v->ops, key);
-    if (!d)
-        ph_die("%s: layer kind '%s' has no key '%s'", v->cname, v->ops->kind, key);
-    switch (d->type) {
-    case FT_KV_INT: ft_kv_set_int(v->kv, key, (long)ph_attr_long(kg, key, 0)); break;
-    case FT_KV_FLOAT: ft_kv_set_float(v->kv, key, ph_attr_double(kg, key, 0.0)); break;
-    case FT_KV_BOOL: ft_kv_set_bool(v->kv, key, ph_attr_long(kg, key, 0) != 0); break;
-    case FT_KV_STRING: {
-        char s[256];
-        ph_attr_str(kg, key, "", s, sizeof s);
-        ft_kv_set_string(v->kv, key, s);
-        break;
-    }
-    default: ph_die("%s: key '%s' has a type the harness does not handle", v->cname, key);
-    }
-    return 0;
-}
-
-static void read_kv(hid_t g, const char *cname, const ft_layer_ops *ops, ft_kvlist *kv)
-{
-    memset(kv, 0, sizeof *kv);
-    snprintf(kv->where, sizeof kv->where, "case %s", cname);
-    if (!ph_exists(g, "kv"))
-        return;
-    hid_t kg = ph_group(g, "kv", 0);
-    kv_visit v = {cname, ops, kv};
-    if (H5Aiterate2(kg, H5_INDEX_NAME, H5_ITER_INC, NULL, visit_kv, &v) < 0)
-        ph_die("%s: cannot read the attributes of kv/", cname);
-    H5Gclose(kg);
-}
-
-static void write_shaped(hid_t loc, const char *name, const float *data, int n, const ft_shape *s)
-{
-    hsize_t dims[FT_MAX_DIMS + 1];
-    dims[0] = (hsize_t)n;
-    for (int i = 0; i < s->rank; i++)
-        dims[1 + i] = (hsize_t)s->d[i];
-    ph_write_floats(loc, name, data, s->rank + 1, dims);
-}
-
-static void write_param(hid_t loc, const ft_param *p, const float *data)
-{
-    hsize_t dims[FT_MAX_DIMS];
-    for (int i = 0; i < p->shape.rank; i++)
-        dims[i] = (hsize_t)p->shape.d[i];
-    ph_write_floats(loc, p->name, data, p->shape.rank, dims);
-}
-
 static void load_param(hid_t g, const char *cname, const ft_layer *l, const ft_param *p)
 {
     char path[160];
@@ -139,7 +64,7 @@ static void build_layer(hid_t cg, const char *cname, int i, const ft_shape *in, 
     if (!ops)
         ph_die("%s: %s: unknown layer kind '%s'", cname, gname, kind);
     ft_kvlist kv;
-    read_kv(g, cname, ops, &kv);
+    ph_read_kv(g, cname, ops, &kv);
     memset(l, 0, sizeof *l);
     snprintf(dflt, sizeof dflt, "layer%d", i);
     ph_attr_str(g, "name", dflt, l->name, sizeof l->name);
@@ -158,9 +83,9 @@ static void build_layer(hid_t cg, const char *cname, int i, const ft_shape *in, 
         ph_die("%s: %s", cname, err.msg);
     for (int j = 0; j < l->nparams; j++) {
         ft_param *p = &l->params[j];
-        p->data = alloc_floats(p->count, 0.0f);
+        p->data = ph_alloc_floats(p->count, 0.0f);
         load_param(g, cname, l, p);
-        p->grad = !l->frozen && p->learnable ? alloc_floats(p->count, 0.0f) : NULL;
+        p->grad = !l->frozen && p->learnable ? ph_alloc_floats(p->count, 0.0f) : NULL;
     }
     H5Gclose(g);
 }
@@ -188,13 +113,13 @@ static void run_case(hid_t g, hid_t og, const char *cname)
         const ft_layer_ops *ops = L[i].ops;
         size_t nsv = ops->saved_floats ? ops->saved_floats(&L[i], n) : 0;
         size_t nws = ops->workspace_floats ? ops->workspace_floats(&L[i], n) : 0;
-        saved[i] = nsv ? alloc_floats(nsv, NAN) : NULL;
+        saved[i] = nsv ? ph_alloc_floats(nsv, NAN) : NULL;
         ws_max = nws > ws_max ? nws : ws_max;
-        act[i] = alloc_floats((size_t)n * ft_shape_count(&L[i].out), NAN);
+        act[i] = ph_alloc_floats((size_t)n * ft_shape_count(&L[i].out), NAN);
         size_t o = ft_shape_count(&L[i].out);
         widest = o > widest ? o : widest;
     }
-    float *ws = ws_max ? alloc_floats(ws_max, NAN) : NULL;
+    float *ws = ws_max ? ph_alloc_floats(ws_max, NAN) : NULL;
 
     ph_array len = {0};
     ft_ctx c;
@@ -218,19 +143,19 @@ static void run_case(hid_t g, hid_t og, const char *cname)
         L[i].ops->forward(&L[i], &c, cur, act[i], backward ? saved[i] : NULL);
         char name[16];
         snprintf(name, sizeof name, "%d", i);
-        write_shaped(outs, name, act[i], n, &L[i].out);
+        ph_write_shaped(outs, name, act[i], n, &L[i].out);
         cur = act[i];
     }
     H5Gclose(outs);
-    write_shaped(og, "y", act[nl - 1], n, &L[nl - 1].out);
+    ph_write_shaped(og, "y", act[nl - 1], n, &L[nl - 1].out);
 
     if (backward) {
         ph_array dy = ph_read_floats(g, "dy");
         const size_t nout = (size_t)n * ft_shape_count(&L[nl - 1].out);
         if (dy.count != nout)
             ph_die("%s: dy has %zu values, the output has %zu", cname, dy.count, nout);
-        float *d[2] = {alloc_floats((size_t)n * widest, NAN),
-                       alloc_floats((size_t)n * widest, NAN)};
+        float *d[2] = {ph_alloc_floats((size_t)n * widest, NAN),
+                       ph_alloc_floats((size_t)n * widest, NAN)};
         const float *g_in = dy.data;
         for (int i = nl - 1; i >= 0; i--) {
             float *dx = d[i & 1];
@@ -240,13 +165,13 @@ static void run_case(hid_t g, hid_t og, const char *cname)
             L[i].ops->backward(&L[i], &c, i ? act[i - 1] : x.data, act[i], g_in, dx, saved[i]);
             g_in = dx;
         }
-        write_shaped(og, "dx", g_in, n, &in);
+        ph_write_shaped(og, "dx", g_in, n, &in);
         hid_t gg = ph_group(og, "grads", 1);
         for (int i = 0; i < nl; i++) {
             hid_t lg = ph_group(gg, L[i].name, 1);
             for (int j = 0; j < L[i].nparams; j++)
                 if (L[i].params[j].grad)
-                    write_param(lg, &L[i].params[j], L[i].params[j].grad);
+                    ph_write_param(lg, &L[i].params[j], L[i].params[j].grad);
             H5Gclose(lg);
         }
         H5Gclose(gg);
