@@ -34,8 +34,7 @@ int main(int argc, char **argv)
         return 2;
     }
     ft_model m;
-    if (ft_model_build(&m, &c.input, c.layers, c.nlayers, &err) ||
-        ft_model_alloc(&m, n, &err)) {
+    if (ft_model_build(&m, &c.input, c.layers, c.nlayers, &err) || ft_model_alloc(&m, n, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;
     }
@@ -109,8 +108,8 @@ int main(int argc, char **argv)
         ft_model_backward(&m, &ctx, dl);
         reps++;
     } while ((t = now() - t0) < 2 * secs);
-    printf("step (ft_model_forward + backward): %.2f us/row = %.0f rows/s\n",
-           1e6 * t / reps / n, reps * n / t);
+    printf("step (ft_model_forward + backward): %.2f us/row = %.0f rows/s\n", 1e6 * t / reps / n,
+           reps * n / t);
     ft_free_floats(x);
     ft_free_floats(dl);
     free(ids);

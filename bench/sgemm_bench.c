@@ -60,8 +60,8 @@ int main(int argc, char **argv)
                         c, n);
             reps++;
         } while ((t = now() - t0) < secs);
-        printf("{\"square\":%d,\"threads\":%d,\"gflops\":%.2f,\"core\":\"%s\"}\n", n,
-               threads, 2.0 * n * n * (double)n * reps / t / 1e9, openblas_get_corename());
+        printf("{\"square\":%d,\"threads\":%d,\"gflops\":%.2f,\"core\":\"%s\"}\n", n, threads,
+               2.0 * n * n * (double)n * reps / t / 1e9, openblas_get_corename());
         return 0;
     }
     const int NH = 2048, NI = 784, NC = 10;
@@ -71,7 +71,7 @@ int main(int argc, char **argv)
     float *w1 = buf((size_t)NH * NI), *w2 = buf((size_t)NH * NH), *w3 = buf((size_t)NH * NH),
           *w4 = buf((size_t)NC * NH), *g3 = buf((size_t)NH * NH), *g4 = buf((size_t)NC * NH);
     double flop = 2.0 * M * ((double)NI * NH + 2.0 * NH * NH + (double)NH * NC) /* forward */
-                  + 2.0 * M * ((double)NC * NH * 2 + (double)NH * NH);     /* backward */
+                  + 2.0 * M * ((double)NC * NH * 2 + (double)NH * NH);          /* backward */
     int reps = 0;
     double t0 = 0, t = 0;
     for (int warm = 1; warm >= 0; warm--) {
