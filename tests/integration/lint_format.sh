@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lint: every .c/.h under src/ mpi/ include/ tests/ is formatted as .clang-format says.
+# Lint: every .c/.h under src/ mpi/ include/ tests/ bench/ tools/ is formatted as .clang-format says.
 # Usage (ctest): lint_format.sh FTUNE_BIN SOURCE_DIR BUILD_DIR; only SOURCE_DIR is used, and it
 # defaults to the repository holding this script. Exit 77 (skipped) when clang-format is absent.
 # Fix with `make format`.
@@ -13,7 +13,7 @@ if ! command -v "$CLANG_FORMAT" >/dev/null 2>&1; then
     exit 77
 fi
 
-mapfile -t files < <(find src mpi include tests -type f \( -name '*.c' -o -name '*.h' \) \
+mapfile -t files < <(find src mpi include tests bench tools -type f \( -name '*.c' -o -name '*.h' \) \
     2>/dev/null | LC_ALL=C sort)
 bad=()
 for f in "${files[@]}"; do
