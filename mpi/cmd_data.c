@@ -97,9 +97,7 @@ static int parse_classes(const char *s, int *keep, int *nkeep)
     }
 }
 
-/* Matches "--name VALUE" and "--name=VALUE"; advances *i past the value. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **value,
-                     int *missing)
+int ft_opt_value(int argc, char **argv, int *i, const char *name, const char **value, int *missing)
 {
     const char *a = argv[*i];
     size_t n = strlen(name);
@@ -150,18 +148,18 @@ static int run_import(int is_idx, int argc, char **argv)
             fputs(is_idx ? idx_usage : csv_usage, stdout);
             return 0;
         }
-        if (opt_value(argc, argv, &i, "-o", &v, &missing) ||
-            opt_value(argc, argv, &i, "--output", &v, &missing)) {
+        if (ft_opt_value(argc, argv, &i, "-o", &v, &missing) ||
+            ft_opt_value(argc, argv, &i, "--output", &v, &missing)) {
             out = v;
-        } else if (opt_value(argc, argv, &i, "--classes", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--classes", &v, &missing)) {
             classes = v;
-        } else if (opt_value(argc, argv, &i, "--scale", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--scale", &v, &missing)) {
             scale = v;
-        } else if (is_idx && opt_value(argc, argv, &i, "--images", &v, &missing)) {
+        } else if (is_idx && ft_opt_value(argc, argv, &i, "--images", &v, &missing)) {
             images = v;
-        } else if (is_idx && opt_value(argc, argv, &i, "--labels", &v, &missing)) {
+        } else if (is_idx && ft_opt_value(argc, argv, &i, "--labels", &v, &missing)) {
             labels = v;
-        } else if (!is_idx && opt_value(argc, argv, &i, "--label-column", &v, &missing)) {
+        } else if (!is_idx && ft_opt_value(argc, argv, &i, "--label-column", &v, &missing)) {
             labcol = v;
         } else if (!is_idx && !strcmp(a, "--header")) {
             header = 1;

@@ -58,27 +58,6 @@ static int usage_error(const char *sub, const char *fmt, const char *arg)
     return 2;
 }
 
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **value,
-                     int *missing)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return 0;
-    if (a[n] == '=') {
-        *value = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return 1;
-    }
-    *value = argv[++*i];
-    return 1;
-}
-
 static int parse_int(const char *s, long lo, long hi, long *out)
 {
     char *end;
@@ -124,37 +103,37 @@ int cmd_data_import_text(int argc, char **argv)
             fputs(import_usage, stdout);
             return 0;
         }
-        if (opt_value(argc, argv, &i, "-o", &v, &missing) ||
-            opt_value(argc, argv, &i, "--output", &v, &missing)) {
+        if (ft_opt_value(argc, argv, &i, "-o", &v, &missing) ||
+            ft_opt_value(argc, argv, &i, "--output", &v, &missing)) {
             out = v;
-        } else if (opt_value(argc, argv, &i, "--vocab", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--vocab", &v, &missing)) {
             vocab = v;
-        } else if (opt_value(argc, argv, &i, "--merges", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--merges", &v, &missing)) {
             merges = v;
-        } else if (opt_value(argc, argv, &i, "--format", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--format", &v, &missing)) {
             o.format = v;
-        } else if (opt_value(argc, argv, &i, "--task", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--task", &v, &missing)) {
             task = v;
-        } else if (opt_value(argc, argv, &i, "--text", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--text", &v, &missing)) {
             o.text_field = v;
-        } else if (opt_value(argc, argv, &i, "--label", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--label", &v, &missing)) {
             o.label_field = v;
-        } else if (opt_value(argc, argv, &i, "--source", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--source", &v, &missing)) {
             o.source_field = v;
-        } else if (opt_value(argc, argv, &i, "--target", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--target", &v, &missing)) {
             o.target_field = v;
-        } else if (opt_value(argc, argv, &i, "--classes", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--classes", &v, &missing)) {
             classes = v;
-        } else if (opt_value(argc, argv, &i, "--max-len", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--max-len", &v, &missing)) {
             if (v && !parse_int(v, 1, 1 << 20, &maxlen))
                 return usage_error(sub, "--max-len '%s': expected an integer from 1 to 1048576", v);
-        } else if (opt_value(argc, argv, &i, "--target-max-len", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--target-max-len", &v, &missing)) {
             if (v && !parse_int(v, 1, 1 << 20, &tmaxlen))
                 return usage_error(sub,
                                    "--target-max-len '%s': expected an integer from 1 to "
                                    "1048576",
                                    v);
-        } else if (opt_value(argc, argv, &i, "--pad-id", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--pad-id", &v, &missing)) {
             if (v && !parse_int(v, 0, INT_MAX, &pad))
                 return usage_error(sub, "--pad-id '%s': expected an integer >= 0", v);
         } else if (!strcmp(a, "--header")) {
@@ -265,9 +244,9 @@ int cmd_data_tokenize(int argc, char **argv)
             fputs(tokenize_usage, stdout);
             return 0;
         }
-        if (opt_value(argc, argv, &i, "--vocab", &v, &missing)) {
+        if (ft_opt_value(argc, argv, &i, "--vocab", &v, &missing)) {
             vocab = v;
-        } else if (opt_value(argc, argv, &i, "--merges", &v, &missing)) {
+        } else if (ft_opt_value(argc, argv, &i, "--merges", &v, &missing)) {
             merges = v;
         } else if (!strcmp(a, "--cased")) {
             cased = 1;

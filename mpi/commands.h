@@ -17,4 +17,8 @@ int cmd_report(int argc, char **argv);           /* mpi/cmd_report.c: tabulate r
 /* ftune import keras (mpi/cmd_import_keras.c), dispatched by cmd_import. */
 int cmd_import_keras(int argc, char **argv);
 
+/* Matches "--name VALUE" and "--name=VALUE" at argv[*i] (mpi/cmd_data.c);
+ * advances *i past the value, sets *missing when the value is absent. */
+int ft_opt_value(int argc, char **argv, int *i, const char *name, const char **value, int *missing);
+
 #endif

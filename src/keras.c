@@ -1413,8 +1413,8 @@ static char *config_text(const kctx *k, const kfile *kf, const kmodel *km, const
     sb_printf(&b, "data = {\n");
     if (with_extras)
         sb_printf(&b, "  # ftune datasets (docs/formats.md), e.g. from `ftune data import-idx`.\n"
-                      "  train = \"data/train.h5\";  # TODO: your training set\n"
-                      "  eval = \"\";                # TODO: your evaluation set (\"\" = none)\n");
+                      "  train = \"data/train.h5\";  # set: your training set\n"
+                      "  eval = \"\";                # set: your evaluation set (\"\" = none)\n");
     else
         sb_printf(&b, "  train = \"data/train.h5\";\n  eval = \"\";\n");
     sb_printf(&b, "};\n\n");
@@ -1468,7 +1468,7 @@ static char *config_text(const kctx *k, const kfile *kf, const kmodel *km, const
             sb_quoted(&b, o->model_path);
             sb_printf(&b, ";\n");
         } else {
-            sb_printf(&b, "pretrained = {\n  file = \"MODEL.h5\";  # TODO: the imported model\n");
+            sb_printf(&b, "pretrained = {\n  file = \"MODEL.h5\";  # set: the imported model\n");
         }
         sb_printf(&b,
                   "  # A new head (e.g. for a different number of classes: change its units "
