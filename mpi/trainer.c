@@ -64,7 +64,9 @@ typedef struct trainer {
     ft_progress progress;
     FILE *log; /* metrics.jsonl, rank 0 */
 
-    uint64_t *order;
+    uint64_t *order;  /* this epoch's rows, t->ntrain of them */
+    uint64_t ntrain;  /* rows an epoch visits: train.n, or classes * data.k_shot */
+    uint64_t *subset; /* data.k_shot: the chosen rows (order indexes into it); else NULL */
     float *x, *probs, *dlogits;
     int *y;
     uint64_t *ids;
@@ -85,6 +87,8 @@ typedef struct trainer {
     } early;
     long steps_per_epoch, total_steps;
     int higher_is_better;
+    int have_baseline; /* the "baseline" evaluation ran (a fresh run): shown beside the result */
+    ft_metrics_summary baseline;
     /* non-finite steps (train.max_bad_steps); buffers = the non-learnable parameters
      * (batchnorm running statistics), restored when a step is skipped */
     int bad_steps;
@@ -268,6 +272,10 @@ static int evaluate(trainer *t, const char *when, ft_err *err)
     ft_metrics_summary s = ft_metrics_summarize(&t->metrics);
     double v = ft_metrics_value(&s, t->cfg->best_metric);
     t->st.last_metric = v;
+    if (strcmp(when, "baseline") == 0) {
+        t->baseline = s;
+        t->have_baseline = 1;
+    }
     int better = isnan(t->st.best_metric) ||
                  (t->higher_is_better ? v > t->st.best_metric : v < t->st.best_metric);
     char *json = is_root(t) ? metrics_to_json(&t->metrics) : NULL;
@@ -298,6 +306,37 @@ static double peak_rss_mib(void)
     if (getrusage(RUSAGE_SELF, &ru) != 0)
         return 0;
     return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+/* data.k_shot: every rank draws the same k rows per class from the seed. */
+static int select_kshot(trainer *t, ft_err *err)
+{
+    ft_config *c = t->cfg;
+    t->ntrain = t->train.n;
+    if (c->k_shot <= 0)
+        return FT_OK;
+    int classes = t->train.classes;
+    int *labels = ft_calloc(t->train.n, sizeof *labels, err);
+    t->subset =
+        labels ? ft_calloc((size_t)classes * (size_t)c->k_shot, sizeof *t->subset, err) : NULL;
+    if (!t->subset || ft_dataset_labels(&t->train, labels, err)) {
+        free(labels);
+        return err->code ? err->code : FT_ERUNTIME;
+    }
+    int short_class = 0;
+    uint64_t have = 0;
+    int rc = ft_kshot_select(labels, t->train.n, classes, c->k_shot, c->seed, t->subset, &t->ntrain,
+                             &short_class, &have);
+    free(labels);
+    if (rc == FT_EINPUT)
+        return ft_fail(err, FT_EINPUT,
+                       "%s: data.k_shot = %d but class %d of %s has only %llu row%s (every class "
+                       "needs k_shot rows)",
+                       c->origin, c->k_shot, short_class, c->train_path, (unsigned long long)have,
+                       have == 1 ? "" : "s");
+    if (rc)
+        return ft_fail(err, FT_ERUNTIME, "cannot select the few-shot rows");
+    return FT_OK;
 }
 
 /* Feature cache (train.feature_cache): decided and built before the first
@@ -375,7 +414,8 @@ static void report_train_time(trainer *t)
     ft_model_mem mem = ft_model_memory(&t->model);
     double sum = (double)(mem.params + mem.grads + t->opt.nstate * sizeof(float) + mem.activations +
                           mem.workspace + ft_prefetch_bytes(&t->pf) + t->fc.bytes +
-                          ft_shmsync_bytes(&t->ss) + t->train.n * sizeof(uint64_t)) /
+                          ft_shmsync_bytes(&t->ss) +
+                          (t->ntrain + (t->subset ? t->ntrain : 0)) * sizeof(uint64_t)) /
                  1048576.0;
     printf("peak RSS per rank: %.1f MiB (max over ranks); breakdown sum %.1f MiB (feature cache "
            "%.1f MiB); %.1f MiB resident before the model (libraries, MPI); peak / sum %.2f, "
@@ -416,8 +456,9 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
 
     /* data: every rank opens the files, reading only its own rows later */
     if (ft_dataset_open(&t->train, c->train_path, NULL, err) == FT_OK &&
-        ft_dataset_set_preprocess(&t->train, &c->preprocess, &c->input, err) == FT_OK)
-        ft_check_data_fits(&t->train, &t->model, err);
+        ft_dataset_set_preprocess(&t->train, &c->preprocess, &c->input, err) == FT_OK &&
+        ft_check_data_fits(&t->train, &t->model, err) == FT_OK)
+        select_kshot(t, err);
     if (!err->code && c->eval_path[0]) {
         if (ft_dataset_open(&t->eval, c->eval_path, NULL, err) == FT_OK &&
             ft_dataset_set_preprocess(&t->eval, &c->preprocess, &c->input, err) == FT_OK &&
@@ -453,7 +494,7 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
         t->probs = ft_alloc_floats(nl * (size_t)t->model.classes, err);
         t->dlogits = ft_alloc_floats(nl * (size_t)t->model.classes, err);
         t->ids = ft_calloc(nl, sizeof *t->ids, err);
-        t->order = ft_calloc(t->train.n, sizeof *t->order, err);
+        t->order = ft_calloc(t->ntrain, sizeof *t->order, err);
     }
     if (ft_mpi_agree(w, err))
         return err->code;
@@ -487,14 +528,14 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
     if (resume_path[0] && is_root(t))
         printf("resuming from %s at step %ld (epoch %ld, sample %llu of %llu)\n", resume_path,
                t->st.step, t->st.epoch + 1, (unsigned long long)t->st.epoch_pos,
-               (unsigned long long)t->train.n);
+               (unsigned long long)t->ntrain);
     t->st.world_size = w->size;
 
     t->xent.classes = t->model.classes;
     t->xent.smoothing = c->label_smoothing;
     t->xent.class_weights = c->class_weights;
 
-    long micro = (long)((t->train.n + B - 1) / B);
+    long micro = (long)((t->ntrain + B - 1) / B);
     t->steps_per_epoch = (micro + c->accum_steps - 1) / c->accum_steps;
     t->total_steps = t->steps_per_epoch * c->epochs;
     if (c->max_steps > 0 && c->max_steps < t->total_steps)
@@ -513,11 +554,11 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
         size_t data_bytes = ft_prefetch_bytes(&t->pf) +
                             (size_t)t->local_max *
                                 (sizeof(uint64_t) + 2 * (size_t)t->model.classes * sizeof(float)) +
-                            t->train.n * sizeof(uint64_t);
+                            (t->ntrain + (t->subset ? t->ntrain : 0)) * sizeof(uint64_t);
         printf("ftune %s: %d rank%s x %d BLAS thread%s, %llu training samples, global batch %d, "
                "%ld steps\n",
                FTUNE_VERSION, w->size, w->size > 1 ? "s" : "", w->blas_threads,
-               w->blas_threads > 1 ? "s" : "", (unsigned long long)t->train.n, c->batch_size,
+               w->blas_threads > 1 ? "s" : "", (unsigned long long)t->ntrain, c->batch_size,
                t->total_steps);
         printf("model: %d layers, %zu parameters, %zu trainable (first trainable layer: '%s')\n",
                t->model.nlayers, t->model.nparams, t->model.ngrads,
@@ -547,7 +588,7 @@ static int all_finite(const float *g, size_t n)
 /* This rank's rows of the global batch at position pos of the epoch order. */
 static int batch_ids(const trainer *t, uint64_t pos, uint64_t *ids)
 {
-    uint64_t N = t->train.n, B = (uint64_t)t->cfg->batch_size;
+    uint64_t N = t->ntrain, B = (uint64_t)t->cfg->batch_size;
     uint64_t bsz = N - pos < B ? N - pos : B;
     uint64_t begin, len;
     ft_split(bsz, t->w->size, t->w->rank, &begin, &len);
@@ -614,7 +655,7 @@ static ft_ctx train_ctx(const trainer *t, const ft_batch *b)
 /* The batch at position pos of this epoch, and the read of the one after it. */
 static ft_batch *get_batch(trainer *t, uint64_t pos)
 {
-    uint64_t N = t->train.n, B = (uint64_t)t->cfg->batch_size;
+    uint64_t N = t->ntrain, B = (uint64_t)t->cfg->batch_size;
     uint64_t bsz = N - pos < B ? N - pos : B;
     int n = batch_ids(t, pos, t->ids);
     ft_batch *b = ft_prefetch_get(&t->pf, (uint64_t)t->st.epoch, pos, t->ids, n);
@@ -645,7 +686,7 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
 {
     ft_config *c = t->cfg;
     ft_mpi *w = t->w;
-    uint64_t N = t->train.n, B = (uint64_t)c->batch_size;
+    uint64_t N = t->ntrain, B = (uint64_t)c->batch_size;
     uint64_t pos = t->st.epoch_pos;
     long remaining = (long)((N - pos + B - 1) / B);
     int micro = remaining < c->accum_steps ? (int)remaining : c->accum_steps;
@@ -814,9 +855,12 @@ static int run(trainer *t, ft_err *err)
     uint64_t log_samples = 0;
     int stop = 0;
     for (; t->st.epoch < c->epochs && !stop; t->st.epoch++, t->st.epoch_pos = 0) {
-        if (ft_epoch_order(t->train.n, c->seed, (uint64_t)t->st.epoch, c->shuffle, t->order))
+        if (ft_epoch_order(t->ntrain, c->seed, (uint64_t)t->st.epoch, c->shuffle, t->order))
             return ft_fail(err, FT_ERUNTIME, "cannot build the epoch order");
-        while (t->st.epoch_pos < t->train.n) {
+        if (t->subset)
+            for (uint64_t i = 0; i < t->ntrain; i++)
+                t->order[i] = t->subset[t->order[i]];
+        while (t->st.epoch_pos < t->ntrain) {
             if (c->max_steps > 0 && t->st.step >= c->max_steps) {
                 stop = 1;
                 break;
@@ -909,6 +953,13 @@ static int run(trainer *t, ft_err *err)
         if (t->have_eval) {
             printf("\nevaluation of %s on %s:\n", path, c->eval_path);
             ft_metrics_print(&t->metrics, stdout);
+            if (t->have_baseline) { /* zero-shot: the loaded weights before the first step */
+                ft_metrics_summary f = ft_metrics_summarize(&t->metrics);
+                printf("fine-tuned accuracy %.4f, macro-F1 %.4f, loss %.4f; baseline accuracy "
+                       "%.4f, macro-F1 %.4f, loss %.4f (before the first step)\n",
+                       f.accuracy, f.macro_f1, f.loss, t->baseline.accuracy, t->baseline.macro_f1,
+                       t->baseline.loss);
+            }
         }
         printf("model written to %s\n", path);
         fflush(stdout);
@@ -929,6 +980,7 @@ static void cleanup(trainer *t)
     free(t->y);
     free(t->ids);
     free(t->order);
+    free(t->subset);
     ft_gradsync_free(&t->gs);
     if (t->use_shm)
         ft_shmsync_free(&t->ss);

@@ -54,6 +54,8 @@ static const keyspec data_keys[] = {
     {"train", K_STRING, 1, NULL, "training set (HDF5 file)", NULL},
     {"eval", K_STRING, 0, "", "evaluation set (HDF5 file); empty = no evaluation", NULL},
     {"shuffle", K_BOOL, 0, "true", "reshuffle the training set every epoch", NULL},
+    {"k_shot", K_INT, 0, "0",
+     "few-shot: train on this many rows per class, drawn from run.seed; 0 = every row", NULL},
     {"prefetch", K_BOOL, 0, "true",
      "read the next batch on a background thread while the current one computes", NULL},
     {NULL, 0, 0, NULL, NULL, NULL},
@@ -1416,6 +1418,7 @@ static int finish(loader *L, ft_config *c, const char *const *sets, int nsets)
         fail_at(L, get(&data, "train"), "data.train is empty");
     get_path(L, &data, "eval", c->eval_path, sizeof c->eval_path);
     c->shuffle = get_bool(&data, "shuffle");
+    c->k_shot = (int)get_int(L, &data, "k_shot", 0, INT_MAX);
     c->prefetch = get_bool(&data, "prefetch");
 
     load_model(L, c, &model);

@@ -543,6 +543,13 @@ int ft_dataset_read(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y,
     return rc;
 }
 
+int ft_dataset_labels(ft_dataset *d, int *out, ft_err *err)
+{
+    if (d->n > 0 && read_rows(d->labels, H5T_NATIVE_INT, 0, d->n, 1, out) < 0)
+        return ft_h5_fail(err, FT_ERUNTIME, "%s: cannot read \"labels\"", d->path);
+    return FT_OK;
+}
+
 void ft_dataset_close(ft_dataset *d)
 {
     ft_h5_quiet();

@@ -30,6 +30,8 @@ int ft_dataset_open(ft_dataset *d, const char *path, const ft_shape *expect, ft_
 /* Reads rows idx[0..n) (any order, duplicates allowed) into x (n x
  * sample_floats) and y (n), then applies the attached preprocessing. */
 int ft_dataset_read(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, ft_err *err);
+/* Reads every label (n ints) into out. */
+int ft_dataset_labels(ft_dataset *d, int *out, ft_err *err);
 void ft_dataset_close(ft_dataset *d);
 
 /* Writer used by importers: creates path with inputs [n, shape] and labels. */
@@ -50,6 +52,12 @@ void ft_dataset_abort(ft_dataset_writer *w);
 
 /* Epoch order: a permutation of [0, n) that depends only on (seed, epoch). */
 int ft_epoch_order(uint64_t n, uint64_t seed, uint64_t epoch, int shuffle, uint64_t *out);
+/* Few-shot selection: k rows of every class c in [0, classes), drawn without
+ * replacement by a permutation that depends only on (seed, c). Writes the chosen
+ * row indices in increasing order to out (room for classes * k) and their count
+ * to *nout. A class with fewer than k rows is FT_EINPUT; *short_class names it. */
+int ft_kshot_select(const int *labels, uint64_t n, int classes, int k, uint64_t seed,
+                    uint64_t *out, uint64_t *nout, int *short_class, uint64_t *short_count);
 /* Balanced contiguous split of count items into parts; part p gets
  * [*begin, *begin + *len). Parts differ in size by at most one. */
 void ft_split(uint64_t count, int parts, int part, uint64_t *begin, uint64_t *len);

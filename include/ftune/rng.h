@@ -27,7 +27,8 @@ uint64_t ft_rng_below(ft_rng *r, uint64_t n); /* unbiased in [0, n) */
 enum {
     FT_STREAM_INIT = 1,    /* weight initialisation: (seed, tag, layer hash) */
     FT_STREAM_SHUFFLE = 2, /* epoch permutation: (seed, tag, epoch) */
-    FT_STREAM_DROPOUT = 3  /* dropout: (seed, tag, epoch, sample, layer) */
+    FT_STREAM_DROPOUT = 3, /* dropout: (seed, tag, epoch, sample, layer) */
+    FT_STREAM_KSHOT = 4    /* few-shot selection: (seed, tag, class) */
 };
 
 /* FNV-1a of a string, for keying streams by layer name. */

@@ -430,6 +430,43 @@ static void test_epoch_order(void)
     CHECK(ft_epoch_order(0, 7, 3, 1, NULL) == FT_OK);
 }
 
+static void test_kshot(void)
+{
+    enum { N = 300, C = 3, K = 4 };
+    static int labels[N];
+    for (int i = 0; i < N; i++)
+        labels[i] = (i * 7) % C == 2 && i % 5 ? 2 : (i * 7) % C; /* uneven classes */
+    uint64_t a[C * K], b[C * K], n = 0, m = 0, have = 0;
+    int sc = -1;
+    CHECK(ft_kshot_select(labels, N, C, K, 11, a, &n, &sc, &have) == FT_OK);
+    CHECK(n == C * K);
+    int per[C] = {0}, sorted = 1, distinct = 1;
+    for (uint64_t i = 0; i < n; i++) {
+        per[labels[a[i]]]++;
+        if (i > 0) {
+            sorted &= a[i] > a[i - 1];
+            distinct &= a[i] != a[i - 1];
+        }
+    }
+    CHECK(per[0] == K && per[1] == K && per[2] == K);
+    CHECK(sorted && distinct);
+    /* the same seed draws the same rows; another seed other rows */
+    CHECK(ft_kshot_select(labels, N, C, K, 11, b, &m, &sc, &have) == FT_OK && m == n);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(ft_kshot_select(labels, N, C, K, 12, b, &m, &sc, &have) == FT_OK);
+    CHECK(memcmp(a, b, sizeof a) != 0);
+    /* not just the first K rows of each class */
+    int first_k = 1;
+    for (uint64_t i = 0; i < (uint64_t)K; i++)
+        first_k &= a[i] == i;
+    CHECK(!first_k);
+    /* a class with too few rows is named, with its count */
+    int few[6] = {0, 0, 0, 1, 1, 0};
+    CHECK(ft_kshot_select(few, 6, 2, 3, 1, b, &m, &sc, &have) == FT_EINPUT);
+    CHECK(sc == 1 && have == 2);
+    CHECK(ft_kshot_select(few, 6, 3, 1, 1, b, &m, &sc, &have) == FT_EINPUT && sc == 2 && !have);
+}
+
 static void test_split(void)
 {
     int ok = 1;
@@ -703,6 +740,7 @@ int main(void)
     test_validation();
     test_epoch_order();
     test_split();
+    test_kshot();
     test_import_idx();
     test_import_csv();
     return tu_done("test_data");
