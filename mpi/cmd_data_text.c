@@ -41,14 +41,21 @@ static const char import_usage[] =
     "  --no-specials          no [CLS]/[SEP] around BERT rows, no <|endoftext|> after GPT-2\n"
     "                         targets\n"
     "  --cased                BERT: no lower-casing or accent stripping\n"
+    "  --vocab-limit K        keep the K most frequent ids of FILE (specials always kept),\n"
+    "                         write compact ids 0..K-1 plus one UNK id for the rest, and\n"
+    "                         store the mapping as vocab_map (compact id -> tokenizer id)\n"
+    "  --vocab-map FILE.h5    use the vocab_map of another import-text file (e.g. the\n"
+    "                         pretraining split's); ids not in it become its UNK id\n"
     "  -h, --help             show this help\n";
 
 static const char tokenize_usage[] =
-    "usage: ftune data tokenize --vocab VOCAB [--merges MERGES] [--cased] [TEXT...]\n"
-    "       ftune data tokenize --vocab VOCAB [--merges MERGES] --decode ID...\n"
+    "usage: ftune data tokenize --vocab VOCAB [--merges MERGES] [--cased] [--vocab-map H5]\n"
+    "                           [TEXT...]\n"
+    "       ftune data tokenize --vocab VOCAB [--merges MERGES] [--vocab-map H5] --decode ID...\n"
     "\n"
     "Prints the token ids and pieces of each TEXT (or of each line of standard input),\n"
-    "or the text of the given ids.\n";
+    "or the text of the given ids. With --vocab-map (a file written by import-text\n"
+    "--vocab-limit) the ids are that file's compact ids.\n";
 
 static int usage_error(const char *sub, const char *fmt, const char *arg)
 {
@@ -91,7 +98,7 @@ int cmd_data_import_text(int argc, char **argv)
     const char *sub = "import-text";
     const char *in = NULL, *out = NULL, *vocab = NULL, *merges = NULL, *classes = NULL;
     const char *task = NULL, *v;
-    long maxlen = 128, tmaxlen = 0, pad = -1;
+    long maxlen = 128, tmaxlen = 0, pad = -1, vlimit = 0;
     int cased = 0;
     ft_text_import_opts o;
     ft_text_import_opts_init(&o);
@@ -136,6 +143,11 @@ int cmd_data_import_text(int argc, char **argv)
         } else if (ft_opt_value(argc, argv, &i, "--pad-id", &v, &missing)) {
             if (v && !parse_int(v, 0, INT_MAX, &pad))
                 return usage_error(sub, "--pad-id '%s': expected an integer >= 0", v);
+        } else if (ft_opt_value(argc, argv, &i, "--vocab-limit", &v, &missing)) {
+            if (v && !parse_int(v, 1, INT_MAX - 1, &vlimit))
+                return usage_error(sub, "--vocab-limit '%s': expected an integer >= 1", v);
+        } else if (ft_opt_value(argc, argv, &i, "--vocab-map", &v, &missing)) {
+            o.vocab_map = v;
         } else if (!strcmp(a, "--header")) {
             o.header = 1;
         } else if (!strcmp(a, "--no-specials")) {
@@ -162,6 +174,10 @@ int cmd_data_import_text(int argc, char **argv)
     o.max_len = (int)maxlen;
     o.target_max_len = (int)tmaxlen;
     o.pad_id = (int32_t)pad;
+    o.vocab_limit = (int)vlimit;
+    if (vlimit && o.vocab_map)
+        return usage_error(sub, "--vocab-limit and --vocab-map '%s' exclude each other",
+                           o.vocab_map);
 
     static char classbuf[65536];
     static const char *names[MAX_CLASS_LIST];
@@ -209,10 +225,20 @@ int cmd_data_import_text(int argc, char **argv)
         printf("; %llu target%s truncated", (unsigned long long)st.target_truncated,
                st.target_truncated == 1 ? "" : "s");
     printf("\n");
+    if (o.vocab_limit || o.vocab_map) {
+        printf("vocab_size %d (compact ids, UNK %d); %llu of %llu written tokens (%.2f%%) are "
+               "UNK",
+               (int)st.vocab_size, (int)st.vocab_size - 1, (unsigned long long)st.unk_tokens,
+               (unsigned long long)st.tokens,
+               st.tokens ? 100.0 * (double)st.unk_tokens / (double)st.tokens : 0.0);
+        if (o.vocab_limit)
+            printf("; %llu distinct ids in %s", (unsigned long long)st.distinct, in);
+        printf("\n");
+    }
     return 0;
 }
 
-static int print_ids(ft_tokenizer *tok, const char *text, size_t len)
+static int print_ids(ft_tokenizer *tok, const ft_vocab_map *map, const char *text, size_t len)
 {
     ft_ids ids = {0};
     ft_err err = {0};
@@ -221,10 +247,12 @@ static int print_ids(ft_tokenizer *tok, const char *text, size_t len)
         return 1;
     }
     for (size_t k = 0; k < ids.n; k++)
-        printf(k ? " %d" : "%d", (int)ids.v[k]);
+        printf(k ? " %d" : "%d", map ? (int)ft_vocab_map_id(map, ids.v[k]) : (int)ids.v[k]);
     printf("\n");
     for (size_t k = 0; k < ids.n; k++) {
-        const char *t = ft_tokenizer_token(tok, ids.v[k]);
+        /* a piece outside the map shows as <unk>: that is what the model sees */
+        int unk = map && ft_vocab_map_id(map, ids.v[k]) == map->n - 1;
+        const char *t = unk ? "<unk>" : ft_tokenizer_token(tok, ids.v[k]);
         printf("%s[%s]", k ? " " : "", t ? t : "?");
     }
     printf("\n");
@@ -235,7 +263,7 @@ static int print_ids(ft_tokenizer *tok, const char *text, size_t len)
 int cmd_data_tokenize(int argc, char **argv)
 {
     const char *sub = "tokenize";
-    const char *vocab = NULL, *merges = NULL, *v;
+    const char *vocab = NULL, *merges = NULL, *mapfile = NULL, *v;
     int cased = 0, decode = 0, first = argc;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -248,6 +276,8 @@ int cmd_data_tokenize(int argc, char **argv)
             vocab = v;
         } else if (ft_opt_value(argc, argv, &i, "--merges", &v, &missing)) {
             merges = v;
+        } else if (ft_opt_value(argc, argv, &i, "--vocab-map", &v, &missing)) {
+            mapfile = v;
         } else if (!strcmp(a, "--cased")) {
             cased = 1;
         } else if (!strcmp(a, "--decode")) {
@@ -268,6 +298,16 @@ int cmd_data_tokenize(int argc, char **argv)
     int rc = load_tokenizer(sub, vocab, merges, cased, &tok);
     if (rc)
         return rc;
+    ft_vocab_map map = {0};
+    if (mapfile) {
+        ft_err err = {0};
+        if (ft_vocab_map_read(&map, mapfile, tok, &err) != FT_OK) {
+            fprintf(stderr, "ftune data: %s\n", err.msg);
+            ft_tokenizer_free(tok);
+            return err.code == FT_EINPUT ? 2 : 1;
+        }
+    }
+    const ft_vocab_map *mp = mapfile ? &map : NULL;
     if (decode) {
         int32_t *ids = calloc((size_t)(argc - first) + 1, sizeof *ids);
         for (int i = first; ids && i < argc; i++) {
@@ -275,13 +315,17 @@ int cmd_data_tokenize(int argc, char **argv)
             if (!parse_int(argv[i], 0, INT_MAX, &x)) {
                 free(ids);
                 ft_tokenizer_free(tok);
+                ft_vocab_map_free(&map);
                 return usage_error(sub, "--decode: '%s' is not a token id", argv[i]);
             }
             ids[i - first] = (int32_t)x;
         }
         char *s = NULL;
         ft_err err = {0};
-        rc = ids ? ft_tokenizer_decode(tok, ids, (size_t)(argc - first), &s, NULL, &err) : 1;
+        size_t nid = (size_t)(argc - first);
+        rc = !ids ? 1
+             : mp ? ft_vocab_map_decode(tok, mp, ids, nid, &s, NULL, &err)
+                  : ft_tokenizer_decode(tok, ids, nid, &s, NULL, &err);
         if (rc == FT_OK)
             printf("%s\n", s);
         else
@@ -289,11 +333,12 @@ int cmd_data_tokenize(int argc, char **argv)
         free(s);
         free(ids);
         ft_tokenizer_free(tok);
+        ft_vocab_map_free(&map);
         return rc == FT_OK ? 0 : rc == FT_EINPUT ? 2 : 1;
     }
     if (first < argc) {
         for (int i = first; i < argc && rc == 0; i++)
-            rc = print_ids(tok, argv[i], strlen(argv[i]));
+            rc = print_ids(tok, mp, argv[i], strlen(argv[i]));
     } else {
         char *line = NULL;
         size_t cap = 0;
@@ -301,10 +346,11 @@ int cmd_data_tokenize(int argc, char **argv)
         while (rc == 0 && (n = getline(&line, &cap, stdin)) > 0) {
             if (line[n - 1] == '\n')
                 n--;
-            rc = print_ids(tok, line, (size_t)n);
+            rc = print_ids(tok, mp, line, (size_t)n);
         }
         free(line);
     }
     ft_tokenizer_free(tok);
+    ft_vocab_map_free(&map);
     return rc;
 }

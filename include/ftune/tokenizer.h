@@ -101,6 +101,10 @@ typedef struct ft_text_import_opts {
                                    with <|endoftext|>; 0: none */
     const char *const *classes; /* fixed class order (labels outside it are errors) */
     int nclasses;
+    /* > 0: keep the vocab_limit most frequent ids of the input (specials always kept) and
+     * write compact ids with a vocab_map dataset (ft_vocab_map below); 0: tokenizer ids */
+    int vocab_limit;
+    const char *vocab_map; /* reuse this file's vocab_map instead (exclusive with vocab_limit) */
 } ft_text_import_opts;
 
 void ft_text_import_opts_init(ft_text_import_opts *o); /* defaults: max_len 128 */
@@ -109,10 +113,42 @@ typedef struct ft_text_import_stats {
     uint64_t rows, truncated, target_truncated, tokens;
     int longest; /* most tokens in a row before truncation */
     int classes;
-    int32_t pad_id;
+    int32_t pad_id;      /* as written (compact with a vocab map) */
+    int32_t vocab_size;  /* the vocab_size attribute written */
+    uint64_t unk_tokens; /* with a vocab map: written tokens that became the UNK id */
+    uint64_t distinct;   /* with --vocab-limit: distinct tokenizer ids in the input */
 } ft_text_import_stats;
 
 int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_text_import_opts *o,
                    ft_text_import_stats *st, ft_err *err);
+
+/* ---- compact vocabularies (src/text/vocabmap.c; docs/text.md) -------------------------------
+ *
+ * A dataset written with a vocab map holds compact ids 0..n-1 instead of tokenizer ids:
+ * "vocab_map" int32 [n] gives compact id -> tokenizer id; its last entry, n - 1, is the UNK
+ * id that every tokenizer id outside the map becomes, and holds the tokenizer's own [UNK]
+ * id, or -1 when it has none (GPT-2). Kept ids are in increasing tokenizer-id order. */
+typedef struct ft_vocab_map {
+    int32_t *ids;     /* [n] compact -> tokenizer id (ids[n - 1]: UNK entry) */
+    int32_t n;        /* compact vocabulary size, UNK included */
+    int32_t *compact; /* [ntok] tokenizer id -> compact id (n - 1 when not kept) */
+    int32_t ntok;     /* tokenizer vocabulary size */
+} ft_vocab_map;
+
+/* Keeps the tokenizer's special ids, the extra ids (e.g. the padding id) and then the
+ * most frequent ids of counts[ntok] (ties: smaller id first; ids never seen are not
+ * kept) until limit ids are kept. FT_EINPUT when limit leaves no room after the specials. */
+int ft_vocab_map_build(ft_vocab_map *m, const ft_tokenizer *t, const uint64_t *counts, int limit,
+                       const int32_t *extra, int nextra, ft_err *err);
+/* Reads the vocab_map of an HDF5 file written by import-text and checks it against the
+ * tokenizer (FT_EINPUT naming the file when missing or malformed). */
+int ft_vocab_map_read(ft_vocab_map *m, const char *path, const ft_tokenizer *t, ft_err *err);
+/* Compact id of a tokenizer id (UNK for ids outside the map or the tokenizer). */
+int32_t ft_vocab_map_id(const ft_vocab_map *m, int32_t tok_id);
+/* Text of compact ids: mapped back and decoded; a UNK without a tokenizer id reads as
+ * "<unk>". An id outside 0..n-1 is FT_EINPUT. */
+int ft_vocab_map_decode(const ft_tokenizer *t, const ft_vocab_map *m, const int32_t *ids, size_t n,
+                        char **out, size_t *len, ft_err *err);
+void ft_vocab_map_free(ft_vocab_map *m);
 
 #endif

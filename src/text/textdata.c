@@ -334,9 +334,21 @@ static int detect_format(const char *path, const char *fmt, int *out, ft_err *er
 
 typedef struct {
     ft_tokenizer *tok;
-    int32_t cls, sep, eos, pad;
+    int32_t cls, sep, eos, pad; /* tokenizer ids */
     int wordpiece;
+    const ft_vocab_map *map; /* NULL: write tokenizer ids */
+    uint64_t unk;            /* tokens written as the map's UNK */
 } row_ctx;
+
+/* The id written for a tokenizer id: itself, or its compact id. */
+static float out_id(row_ctx *c, int32_t id)
+{
+    if (!c->map)
+        return (float)id;
+    int32_t m = ft_vocab_map_id(c->map, id);
+    c->unk += m == c->map->n - 1;
+    return (float)m;
+}
 
 /* Tokenizes text into row[0..width): specials, truncation, padding.
  * Returns the real length; *full = tokens before truncation. */
@@ -371,14 +383,15 @@ static int make_row(row_ctx *c, const char *s, size_t len, int target, int speci
     *full = (int)(ids->n > (size_t)(1 << 30) ? (1 << 30) : ids->n) + pre + post;
     int k = 0;
     if (pre && k < width)
-        row[k++] = (float)head;
+        row[k++] = out_id(c, head);
     for (int i = 0; i < keep; i++)
-        row[k++] = (float)ids->v[i];
+        row[k++] = out_id(c, ids->v[i]);
     if (post && k < width)
-        row[k++] = (float)tail;
+        row[k++] = out_id(c, tail);
     *out_len = k;
+    float pad = c->map ? (float)ft_vocab_map_id(c->map, c->pad) : (float)c->pad;
     for (int i = k; i < width; i++)
-        row[i] = (float)c->pad;
+        row[i] = pad;
     return FT_OK;
 }
 
@@ -402,7 +415,9 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
                  ft_tokenizer_special(tok, FT_TOK_SEP),
                  ft_tokenizer_special(tok, FT_TOK_EOS),
                  o->pad_id,
-                 ft_tokenizer_kind(tok) != FT_TOK_BPE};
+                 ft_tokenizer_kind(tok) != FT_TOK_BPE,
+                 NULL,
+                 0};
     if (c.pad < 0)
         c.pad = ft_tokenizer_special(tok, FT_TOK_PAD);
     if (c.pad < 0)
@@ -418,12 +433,26 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
     long long maxnum = -1;
     char tmp[32];
     uint64_t n = 0;
+    if (o->vocab_limit > 0 && o->vocab_map)
+        return ft_fail(err, FT_EINPUT, "a vocab limit and a vocab map file exclude each other");
+    /* --vocab-limit counts every id of every text (and target), before truncation */
+    size_t ntok = ft_tokenizer_vocab_size(tok);
+    uint64_t *counts = o->vocab_limit > 0 ? calloc(ntok ? ntok : 1, sizeof *counts) : NULL;
+    ft_ids cids = {0};
+    ft_vocab_map map = {0};
+    if (o->vocab_limit > 0 && !counts)
+        return ft_fail(err, FT_ERUNTIME, "out of memory");
     for (int i = 0; o->classes && i < o->nclasses; i++) {
         int32_t dummy;
         if (ft_strmap_get(&labels, o->classes[i], strlen(o->classes[i]), &dummy))
-            return ft_fail(err, FT_EINPUT, "--classes: '%s' is listed twice", o->classes[i]);
-        if (ft_strmap_put(&labels, o->classes[i], strlen(o->classes[i]), i))
-            return ft_fail(err, FT_ERUNTIME, "out of memory");
+            rc = ft_fail(err, FT_EINPUT, "--classes: '%s' is listed twice", o->classes[i]);
+        else if (ft_strmap_put(&labels, o->classes[i], strlen(o->classes[i]), i))
+            rc = ft_fail(err, FT_ERUNTIME, "out of memory");
+        if (rc) {
+            free(counts);
+            ft_strmap_free(&labels);
+            return rc;
+        }
     }
     rc = reader_open(&r, in, fmt, err);
     if (rc == FT_OK && o->header && fmt != FMT_JSONL)
@@ -445,6 +474,16 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
         rc = get_field(&r, &f1, 0, tmp, sizeof tmp, &s, &sl, err);
         if (rc == FT_OK)
             rc = get_field(&r, &f2, !gen, tmp, sizeof tmp, &l, &ll, err);
+        for (int k = 0; counts && rc == FT_OK && k < 1 + gen; k++) {
+            cids.n = 0;
+            rc = ft_tokenizer_encode(tok, k ? l : s, k ? ll : sl, &cids, err);
+            if (rc)
+                ft_err_prefix(err, "%s:%zu", in, r.rec_line);
+            for (size_t i = 0; rc == FT_OK && i < cids.n; i++) {
+                st->distinct += counts[cids.v[i]] == 0;
+                counts[cids.v[i]]++;
+            }
+        }
         if (rc || gen) {
             n++;
             continue;
@@ -488,9 +527,26 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
     int classes = gen ? 1 : numeric ? (int)maxnum + 1 : (int)labels.n;
     if (rc == FT_OK && !gen && o->classes)
         classes = o->nclasses;
+    if (rc == FT_OK && counts) {
+        int32_t extra[1] = {c.pad};
+        rc = ft_vocab_map_build(&map, tok, counts, o->vocab_limit, extra, 1, err);
+    } else if (rc == FT_OK && o->vocab_map) {
+        rc = ft_vocab_map_read(&map, o->vocab_map, tok, err);
+        /* padding must stay distinguishable from unknown text */
+        if (rc == FT_OK && (c.pad >= map.ntok || map.compact[c.pad] == map.n - 1))
+            rc = ft_fail(err, FT_EINPUT, "%s: the padding id %d is not in its vocab_map",
+                         o->vocab_map, (int)c.pad);
+    }
+    free(counts);
+    ft_ids_free(&cids);
     if (rc) {
         ft_strmap_free(&labels);
+        ft_vocab_map_free(&map);
         return rc;
+    }
+    if (map.ids) {
+        c.map = &map;
+        st->pad_id = ft_vocab_map_id(&map, c.pad);
     }
     st->classes = classes;
 
@@ -500,6 +556,7 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
     rc = ft_dataset_create(&w, out, n, &shape, classes, err);
     if (rc) {
         ft_strmap_free(&labels);
+        ft_vocab_map_free(&map);
         return rc;
     }
     hid_t ds_len = -1, ds_tgt = -1, ds_tlen = -1;
@@ -548,8 +605,10 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
                 st->longest = full;
             rc = get_field(&r, &f2, !gen, tmp, sizeof tmp, &l, &ll, err);
             if (rc == FT_OK && gen) {
+                uint64_t unk = c.unk; /* st->unk_tokens and st->tokens count inputs only */
                 rc = make_row(&c, l, ll, 1, specials, T2, tg + (size_t)filled * (size_t)T2, &ids,
                               &full, &len, err);
+                c.unk = unk;
                 if (rc)
                     ft_err_prefix(err, "%s:%zu", in, r.rec_line);
                 tlens[filled] = len;
@@ -597,13 +656,24 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
         if (ft_h5_set_str_attr(f, "task", gen ? "generation" : "classification", err) ||
             ft_h5_set_str_attr(f, "tokenizer", tk, err) ||
             ft_h5_set_str_attr(f, "tokenizer_file", tok->path, err) ||
-            ft_h5_set_int_attr(f, "vocab_size", (long long)ft_tokenizer_vocab_size(tok), err) ||
-            ft_h5_set_int_attr(f, "pad_id", c.pad, err) ||
+            ft_h5_set_int_attr(f, "vocab_size",
+                               c.map ? (long long)map.n : (long long)ft_tokenizer_vocab_size(tok),
+                               err) ||
+            ft_h5_set_int_attr(f, "pad_id", st->pad_id, err) ||
+            (c.map && (ft_h5_set_int_attr(f, "unk_id", map.n - 1, err) ||
+                       ft_h5_set_int_attr(f, "tokenizer_vocab_size", map.ntok, err))) ||
             ft_h5_set_int_attr(f, "max_len", T, err) ||
             (gen && ft_h5_set_int_attr(f, "target_max_len", T2, err))) {
             rc = err->code ? err->code : FT_ERUNTIME;
             ft_err_prefix(err, "%s", w.tmp_path);
         }
+    }
+    if (rc == FT_OK && c.map) {
+        hid_t ds = create_2d(w.file, "vocab_map", H5T_STD_I32LE, (uint64_t)map.n, 0);
+        if (ds < 0 || write_rows(ds, H5T_NATIVE_INT32, 0, (uint64_t)map.n, 0, map.ids))
+            rc = ft_h5_fail(err, FT_ERUNTIME, "%s: cannot write vocab_map", w.tmp_path);
+        if (ds >= 0)
+            H5Dclose(ds);
     }
     if (rc == FT_OK && !gen && !numeric) {
         char **names = calloc((size_t)classes, sizeof *names);
@@ -628,6 +698,9 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
     else
         ft_dataset_abort(&w);
     st->rows = done;
+    st->unk_tokens = c.unk;
+    st->vocab_size = c.map ? map.n : (int32_t)ft_tokenizer_vocab_size(tok);
+    ft_vocab_map_free(&map);
     free(x);
     free(tg);
     free(y);

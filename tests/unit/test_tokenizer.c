@@ -554,6 +554,139 @@ static void test_import_text(void)
     ft_tokenizer_free(t);
 }
 
+/* An int32 vocab_map dataset of any shape, for the malformed-file cases. */
+static const char *write_map(const char *name, const int32_t *v, hsize_t d0, hsize_t d1)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", tu_tmpdir(), name);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[2] = {d0, d1};
+    hid_t sp = H5Screate_simple(d1 ? 2 : 1, dims, NULL);
+    hid_t ds = H5Dcreate2(f, "vocab_map", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+    return path;
+}
+
+static void test_vocab_map(void)
+{
+    static const char *const extra[] = {"\\u0120b",  "it",           "'s",           "\\u0120w",
+                                        "\\u0120wo", "\\u0120wor",   "\\u0120world", "ld",
+                                        "!'",        "<|endoftext|>"};
+    const char *enc = write_str("vm_encoder.json", mini_encoder(extra, 10));
+    const char *merges = write_str("vm_vocab.bpe", "#version: 0.2\n"
+                                                   "\xC4\xA0 b\ni t\n' s\n\xC4\xA0 w\n"
+                                                   "\xC4\xA0w o\n\xC4\xA0wo r\nl d\n"
+                                                   "\xC4\xA0wor ld\n! '\n");
+    ft_tokenizer *t;
+    ft_err err = {0};
+    if (!CHECK(ft_tokenizer_load(&t, enc, merges, NULL, &err) == FT_OK))
+        return;
+    /* ids: "it" 257, " world" 262, " " 32, "x" 120, " b" 256; <|endoftext|> 265 (pad).
+     * counts: 257 x3, 32 x2, 262 x2, 120 x1. Limit 3 = 265 (special) + 257 + 32 (the
+     * tie with 262 goes to the smaller id). Compact: 32 -> 0, 257 -> 1, 265 -> 2, UNK 3. */
+    const char *lm = write_str("vm_lm.jsonl", "{\"text\": \"it it it world\", \"label\": \"a\"}\n"
+                                              "{\"text\": \"x world\", \"label\": \"b\"}\n");
+    char out[512], out2[512];
+    snprintf(out, sizeof out, "%s/vm_lm.h5", tu_tmpdir());
+    snprintf(out2, sizeof out2, "%s/vm_test.h5", tu_tmpdir());
+    ft_text_import_opts o;
+    ft_text_import_opts_init(&o);
+    o.max_len = 8;
+    o.vocab_limit = 3;
+    ft_text_import_stats st;
+    if (!CHECK(ft_import_text(lm, out, t, &o, &st, &err) == FT_OK))
+        fprintf(stderr, "%s\n", err.msg);
+    CHECK(st.vocab_size == 4 && st.pad_id == 2 && st.distinct == 4 && st.unk_tokens == 3 &&
+          st.tokens == 8);
+    ft_dataset d;
+    if (CHECK(ft_dataset_open(&d, out, NULL, &err) == FT_OK)) {
+        uint64_t idx[2] = {0, 1};
+        float x[16];
+        int y[2];
+        CHECK(ft_dataset_read(&d, idx, 2, x, y, &err) == FT_OK);
+        const float ex[16] = {1, 0, 1, 0, 1, 3, 2, 2, 3, 3, 2, 2, 2, 2, 2, 2};
+        CHECK(!memcmp(x, ex, sizeof ex));
+        ft_dataset_close(&d);
+    }
+    int m[4] = {0};
+    CHECK(read_ints(out, "vocab_map", m, 4) == 0 && m[0] == 32 && m[1] == 257 && m[2] == 265 &&
+          m[3] == -1);
+
+    /* the map read back: decode round trip of in-map ids, <unk> for the rest */
+    ft_vocab_map vm;
+    if (CHECK(ft_vocab_map_read(&vm, out, t, &err) == FT_OK)) {
+        CHECK(vm.n == 4 && ft_vocab_map_id(&vm, 257) == 1 && ft_vocab_map_id(&vm, 262) == 3 &&
+              ft_vocab_map_id(&vm, 99999) == 3);
+        const int32_t a[] = {1, 0, 1, 0, 1}, b[] = {3, 0, 1, 3}, bad[] = {1, 4};
+        char *s = NULL;
+        CHECK(ft_vocab_map_decode(t, &vm, a, 5, &s, NULL, &err) == FT_OK && s &&
+              !strcmp(s, "it it it"));
+        free(s);
+        CHECK(ft_vocab_map_decode(t, &vm, b, 4, &s, NULL, &err) == FT_OK && s &&
+              !strcmp(s, "<unk> it<unk>"));
+        free(s);
+        CHECK(ft_vocab_map_decode(t, &vm, bad, 2, &s, NULL, &err) == FT_EINPUT);
+        CHECK_STR_CONTAINS(err.msg, "id 4 is not in the vocab map");
+        ft_vocab_map_free(&vm);
+    }
+
+    /* reuse: another file keeps the first file's map; " b" (256) is not in it */
+    const char *te = write_str("vm_test.jsonl", "{\"text\": \"it b\", \"label\": \"a\"}\n");
+    ft_text_import_opts_init(&o);
+    o.max_len = 4;
+    o.vocab_map = out;
+    if (!CHECK(ft_import_text(te, out2, t, &o, &st, &err) == FT_OK))
+        fprintf(stderr, "%s\n", err.msg);
+    CHECK(st.vocab_size == 4 && st.pad_id == 2 && st.unk_tokens == 1);
+    float x2[4] = {0};
+    if (CHECK(ft_dataset_open(&d, out2, NULL, &err) == FT_OK)) {
+        uint64_t idx = 0;
+        int y;
+        CHECK(ft_dataset_read(&d, &idx, 1, x2, &y, &err) == FT_OK);
+        CHECK(x2[0] == 1 && x2[1] == 3 && x2[2] == 2 && x2[3] == 2);
+        ft_dataset_close(&d);
+    }
+    CHECK(read_ints(out2, "vocab_map", m, 4) == 0 && m[0] == 32 && m[1] == 257 && m[3] == -1);
+
+    /* errors name the file */
+    o.vocab_map = "/nonexistent/map.h5";
+    CHECK(ft_import_text(te, out2, t, &o, &st, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "/nonexistent/map.h5");
+    char plain[512];
+    snprintf(plain, sizeof plain, "%s/vm_plain.h5", tu_tmpdir());
+    ft_text_import_opts_init(&o);
+    CHECK(ft_import_text(te, plain, t, &o, &st, &err) == FT_OK);
+    CHECK(ft_vocab_map_read(&vm, plain, t, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "vm_plain.h5: no vocab_map");
+    const int32_t dup[] = {5, 5, -1}, range[] = {5, 266, -1}, unk[] = {5, -2},
+                  two[] = {1, 2, 3, -1};
+    CHECK(ft_vocab_map_read(&vm, write_map("vm_dup.h5", dup, 3, 0), t, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "vm_dup.h5: vocab_map lists tokenizer id 5 twice");
+    CHECK(ft_vocab_map_read(&vm, write_map("vm_range.h5", range, 3, 0), t, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "vm_range.h5: vocab_map[1] = 266");
+    CHECK(ft_vocab_map_read(&vm, write_map("vm_unk.h5", unk, 2, 0), t, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "the UNK entry");
+    CHECK(ft_vocab_map_read(&vm, write_map("vm_2d.h5", two, 2, 2), t, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "vm_2d.h5: vocab_map is int32 of rank 2");
+    /* a map whose padding id is missing cannot be reused */
+    const int32_t nopad[] = {32, 257, -1};
+    ft_text_import_opts_init(&o);
+    o.vocab_map = write_map("vm_nopad.h5", nopad, 3, 0);
+    CHECK(ft_import_text(te, out2, t, &o, &st, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "the padding id 265 is not in its vocab_map");
+    /* the specials alone fill the limit; a limit and a map together */
+    ft_text_import_opts_init(&o);
+    o.vocab_limit = 1;
+    CHECK(ft_import_text(lm, out2, t, &o, &st, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "leave no room");
+    o.vocab_map = out;
+    CHECK(ft_import_text(lm, out2, t, &o, &st, &err) == FT_EINPUT);
+    ft_tokenizer_free(t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -564,5 +697,6 @@ int main(int argc, char **argv)
     test_tokenizer_json();
     test_npm_bert();
     test_import_text();
+    test_vocab_map();
     return tu_done("test_tokenizer");
 }
