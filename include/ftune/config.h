@@ -29,7 +29,7 @@ typedef struct ft_config {
     char train_path[FT_PATH_MAX];
     char eval_path[FT_PATH_MAX]; /* may be empty */
     int shuffle;
-    int k_shot; /* > 0: train on k rows per class drawn from the seed (few-shot) */
+    int k_shot;   /* > 0: train on k rows per class drawn from the seed (few-shot) */
     int prefetch; /* read the next batch on a background thread */
 
     /* model */

@@ -56,8 +56,8 @@ int ft_epoch_order(uint64_t n, uint64_t seed, uint64_t epoch, int shuffle, uint6
  * replacement by a permutation that depends only on (seed, c). Writes the chosen
  * row indices in increasing order to out (room for classes * k) and their count
  * to *nout. A class with fewer than k rows is FT_EINPUT; *short_class names it. */
-int ft_kshot_select(const int *labels, uint64_t n, int classes, int k, uint64_t seed,
-                    uint64_t *out, uint64_t *nout, int *short_class, uint64_t *short_count);
+int ft_kshot_select(const int *labels, uint64_t n, int classes, int k, uint64_t seed, uint64_t *out,
+                    uint64_t *nout, int *short_class, uint64_t *short_count);
 /* Balanced contiguous split of count items into parts; part p gets
  * [*begin, *begin + *len). Parts differ in size by at most one. */
 void ft_split(uint64_t count, int parts, int part, uint64_t *begin, uint64_t *len);
