@@ -37,18 +37,21 @@ int ft_evaluate_logits(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *
     float *probs = ft_alloc_floats((size_t)rows * (size_t)m->classes, err);
     float *losses = ft_alloc_floats((size_t)rows, err);
     int *y = ft_calloc((size_t)rows, sizeof *y, err);
+    int *lens = ft_calloc((size_t)rows, sizeof *lens, err);
     uint64_t *idx = ft_calloc((size_t)rows, sizeof *idx, err);
     ft_xent xent = {m->classes, 0.0f, NULL};
 
-    for (uint64_t pos = 0; !err->code && x && probs && losses && y && idx && pos < len;) {
+    for (uint64_t pos = 0; !err->code && x && probs && losses && y && lens && idx && pos < len;) {
         int n = (int)(len - pos < (uint64_t)rows ? len - pos : (uint64_t)rows);
         for (int i = 0; i < n; i++)
             idx[i] = begin + pos + (uint64_t)i;
-        if (ft_dataset_read(d, idx, n, x, y, err))
+        int has_len;
+        if (ft_dataset_read_len(d, idx, n, x, y, lens, &has_len, err))
             break;
         ft_ctx c = {0};
         c.n = n;
         c.sample_ids = idx;
+        c.lengths = has_len ? lens : NULL;
         const float *logits = ft_model_forward(m, &c, x);
         double wsum;
         ft_xent_forward(&xent, logits, y, n, probs, &wsum, losses);
@@ -62,6 +65,7 @@ int ft_evaluate_logits(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *
     ft_free_floats(probs);
     ft_free_floats(losses);
     free(y);
+    free(lens);
     free(idx);
     if (ft_mpi_agree(w, err))
         return err->code;

@@ -25,8 +25,9 @@ int ft_featcache_mode(const char *s)
 
 /* Kinds whose forward depends only on the input and the parameters. */
 static const char *const deterministic_kinds[] = {
-    "conv2d",  "dense",     "relu",      "leaky_relu",     "gelu",    "tanh",
-    "sigmoid", "maxpool2d", "avgpool2d", "global_avgpool", "flatten", NULL,
+    "conv2d",  "dense",     "relu",      "leaky_relu", "gelu",
+    "tanh",    "sigmoid",   "maxpool2d", "avgpool2d",  "global_avgpool",
+    "flatten", "embedding", "layernorm", "seq_pool",   NULL,
 };
 
 int ft_featcache_usable(const ft_model *m, char *why, size_t len)
@@ -106,20 +107,23 @@ static int compute_slice(ft_featcache *fc, ft_model *m, ft_dataset *d, uint64_t 
     float *x = ft_alloc_floats((size_t)rows * d->sample_floats, err);
     uint64_t *idx = ft_calloc((size_t)rows, sizeof *idx, err);
     int *y = ft_calloc((size_t)rows, sizeof *y, err);
-    int rc = x && idx && y ? FT_OK : err->code;
+    int *lens = ft_calloc((size_t)rows, sizeof *lens, err);
+    int rc = x && idx && y && lens ? FT_OK : err->code;
     const size_t row_bytes = fc->floats * sizeof(float);
     for (uint64_t pos = 0; !rc && pos < len;) {
         int n = (int)(len - pos < (uint64_t)rows ? len - pos : (uint64_t)rows);
         uint64_t r0 = begin + pos;
         for (int i = 0; i < n; i++)
             idx[i] = r0 + (uint64_t)i;
-        rc = ft_dataset_read(d, idx, n, x, y, err);
+        int has_len;
+        rc = ft_dataset_read_len(d, idx, n, x, y, lens, &has_len, err);
         if (rc)
             break;
         ft_ctx c = {0};
         c.n = n;
         c.training = 1; /* as in the steps the cache replaces */
         c.sample_ids = idx;
+        c.lengths = has_len ? lens : NULL;
         const float *f = ft_model_forward_range(m, &c, 0, fc->first, x);
         if (out->x) {
             memcpy(out->x + r0 * fc->floats, f, (size_t)n * row_bytes);
@@ -136,6 +140,7 @@ static int compute_slice(ft_featcache *fc, ft_model *m, ft_dataset *d, uint64_t 
     ft_free_floats(x);
     free(idx);
     free(y);
+    free(lens);
     return rc;
 }
 

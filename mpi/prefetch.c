@@ -12,8 +12,12 @@ enum { PF_FREE = 0, PF_QUEUED, PF_READING, PF_READY, PF_INUSE };
 static void read_batch(ft_prefetch *p, ft_batch *b)
 {
     ft_err_clear(&b->err);
+    b->has_len = p->mem_len != NULL || (!p->mem_x && p->d->lengths != NULL);
     if (b->n <= 0)
         return;
+    if (p->mem_len) /* lengths by sample index, whatever the rows' source */
+        for (int i = 0; i < b->n; i++)
+            b->len[i] = b->ids[i] < p->mem_n ? p->mem_len[b->ids[i]] : 0;
     if (p->mem_x) {
         const size_t f = p->sample_floats;
         for (int i = 0; i < b->n; i++) {
@@ -22,7 +26,8 @@ static void read_batch(ft_prefetch *p, ft_batch *b)
         }
         return;
     }
-    ft_dataset_read(p->d, b->ids, b->n, b->x, b->y, &b->err);
+    int has;
+    ft_dataset_read_len(p->d, b->ids, b->n, b->x, b->y, p->mem_len ? NULL : b->len, &has, &b->err);
 }
 
 static void *reader(void *arg)
@@ -71,7 +76,8 @@ int ft_prefetch_init(ft_prefetch *p, ft_dataset *d, int max_rows, size_t max_flo
         b->x = ft_alloc_floats(rows * p->max_floats, err);
         b->y = ft_calloc(rows, sizeof *b->y, err);
         b->ids = ft_calloc(rows, sizeof *b->ids, err);
-        if (!b->x || !b->y || !b->ids)
+        b->len = ft_calloc(rows, sizeof *b->len, err);
+        if (!b->x || !b->y || !b->ids || !b->len)
             return err->code;
         b->epoch = b->pos = UINT64_MAX;
     }
@@ -100,7 +106,8 @@ void ft_prefetch_idle(ft_prefetch *p)
     pthread_mutex_unlock(&p->mu);
 }
 
-void ft_prefetch_use_memory(ft_prefetch *p, const float *x, const int *y, size_t sample_floats)
+void ft_prefetch_use_memory(ft_prefetch *p, const float *x, const int *y, const int *len,
+                            uint64_t n, size_t sample_floats)
 {
     pthread_mutex_lock(&p->mu);
     quiesce_locked(p);
@@ -109,11 +116,13 @@ void ft_prefetch_use_memory(ft_prefetch *p, const float *x, const int *y, size_t
             p->state[k] = PF_FREE;
     p->mem_x = x;
     p->mem_y = y;
+    p->mem_len = len;
+    p->mem_n = n;
     p->sample_floats = sample_floats;
     pthread_mutex_unlock(&p->mu);
 }
 
-void ft_prefetch_use_dataset(ft_prefetch *p, ft_dataset *d)
+void ft_prefetch_use_dataset(ft_prefetch *p, ft_dataset *d, const int *len, uint64_t n)
 {
     pthread_mutex_lock(&p->mu);
     quiesce_locked(p);
@@ -123,6 +132,8 @@ void ft_prefetch_use_dataset(ft_prefetch *p, ft_dataset *d)
     p->d = d;
     p->mem_x = NULL;
     p->mem_y = NULL;
+    p->mem_len = len;
+    p->mem_n = n;
     p->sample_floats = d->sample_floats;
     pthread_mutex_unlock(&p->mu);
 }
@@ -202,7 +213,7 @@ ft_batch *ft_prefetch_get(ft_prefetch *p, uint64_t epoch, uint64_t pos, const ui
 size_t ft_prefetch_bytes(const ft_prefetch *p)
 {
     size_t rows = (size_t)p->max_rows;
-    return 2 * rows * (p->max_floats * sizeof(float) + sizeof(int) + sizeof(uint64_t));
+    return 2 * rows * (p->max_floats * sizeof(float) + 2 * sizeof(int) + sizeof(uint64_t));
 }
 
 void ft_prefetch_free(ft_prefetch *p)
@@ -221,6 +232,7 @@ void ft_prefetch_free(ft_prefetch *p)
         ft_free_floats(p->slot[k].x);
         free(p->slot[k].y);
         free(p->slot[k].ids);
+        free(p->slot[k].len);
         p->slot[k].x = NULL;
     }
     pthread_mutex_destroy(&p->mu);

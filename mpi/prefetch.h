@@ -23,6 +23,8 @@ typedef struct ft_batch {
     float *x; /* n rows of the source's sample_floats */
     int *y;
     uint64_t *ids; /* global sample index of each row */
+    int *len;      /* real positions of each row (text datasets), when has_len */
+    int has_len;
     int n;
     uint64_t epoch, pos; /* which batch: epoch and position in the epoch order */
     ft_err err;          /* the read's error, if any */
@@ -43,6 +45,10 @@ typedef struct ft_prefetch {
     ft_dataset *d;
     const float *mem_x;
     const int *mem_y;
+    /* lengths by sample index (mem_n of them), overriding the source's: the
+     * feature cache's rows keep the training set's lengths; NULL: none */
+    const int *mem_len;
+    uint64_t mem_n;
     size_t sample_floats;
 
     double wait_seconds; /* time the caller blocked in ft_prefetch_get */
@@ -53,11 +59,14 @@ typedef struct ft_prefetch {
  * threaded = 0 (or when no thread can be started) it reads synchronously. */
 int ft_prefetch_init(ft_prefetch *p, ft_dataset *d, int max_rows, size_t max_floats, int threaded,
                      ft_err *err);
-/* Switches the source to rows in memory (x: N x sample_floats, y: N labels).
- * Waits for any read in flight first; queued batches are dropped. */
-void ft_prefetch_use_memory(ft_prefetch *p, const float *x, const int *y, size_t sample_floats);
-/* Switches the source to a dataset (sample_floats at most max_floats). */
-void ft_prefetch_use_dataset(ft_prefetch *p, ft_dataset *d);
+/* Switches the source to rows in memory (x: N x sample_floats, y: N labels,
+ * len: N lengths or NULL). Waits for any read in flight first; queued batches
+ * are dropped. */
+void ft_prefetch_use_memory(ft_prefetch *p, const float *x, const int *y, const int *len,
+                            uint64_t n, size_t sample_floats);
+/* Switches the source to a dataset (sample_floats at most max_floats); len
+ * (n entries), when not NULL, replaces the dataset's own lengths. */
+void ft_prefetch_use_dataset(ft_prefetch *p, ft_dataset *d, const int *len, uint64_t n);
 /* Queues a read of rows ids[0..n) tagged (epoch, pos) if a slot is free. */
 void ft_prefetch_post(ft_prefetch *p, uint64_t epoch, uint64_t pos, const uint64_t *ids, int n);
 /* Returns the batch tagged (epoch, pos), reading ids[0..n) now if it was not

@@ -361,9 +361,10 @@ static int start_feature_cache(trainer *t, ft_err *err)
                            err))
         return err->code;
     if (t->fc.mode == FT_FC_MEMORY)
-        ft_prefetch_use_memory(&t->pf, t->fc.x, t->fc.y, t->fc.floats);
-    else
-        ft_prefetch_use_dataset(&t->pf, &t->fc.disk);
+        ft_prefetch_use_memory(&t->pf, t->fc.x, t->fc.y, t->train.lengths, t->train.n,
+                               t->fc.floats);
+    else /* the cached rows keep the training set's lengths (padding mask, seq_pool) */
+        ft_prefetch_use_dataset(&t->pf, &t->fc.disk, t->train.lengths, t->train.n);
     if (is_root(t)) {
         printf("feature cache: %s, %llu samples x %zu features of '%s' (%.1f MiB%s), built in "
                "%.2f s; training starts at layer '%s'\n",
@@ -647,6 +648,7 @@ static ft_ctx train_ctx(const trainer *t, const ft_batch *b)
     ctx.seed = t->cfg->seed;
     ctx.epoch = (uint64_t)t->st.epoch;
     ctx.sample_ids = b->ids;
+    ctx.lengths = b->has_len ? b->len : NULL; /* padding mask, seq_pool */
     ctx.reduce = t->w->size > 1 ? ft_mpi_reduce_cb : NULL;
     ctx.reduce_user = t->w;
     return ctx;

@@ -24,6 +24,8 @@ static void close_ids(ft_dataset *d)
     if (d->file > 0)
         H5Fclose(d->file);
     d->inputs = d->labels = d->file = -1;
+    free(d->lengths);
+    d->lengths = NULL;
     H5Eclear2(H5E_DEFAULT);
 }
 
@@ -294,6 +296,54 @@ static int scan_labels(ft_dataset *d, int from_names, ft_err *err)
     return FT_OK;
 }
 
+/* The optional "lengths" dataset: int32 [N], each in [0, T] with T = sample.d[0] (the
+ * sequence positions of a row), kept in memory so batch reads need no HDF5 call. */
+static int read_lengths(ft_dataset *d, ft_err *err)
+{
+    if (H5Lexists(d->file, "lengths", H5P_DEFAULT) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return FT_OK;
+    }
+    hid_t ds;
+    int rc = open_dset(d->file, d->path, "lengths", "int32 [N] real tokens per row", &ds, err);
+    if (rc)
+        return rc;
+    char tbuf[32], dbuf[160];
+    hid_t type = H5Dget_type(ds);
+    int ok = H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 4 &&
+             H5Tget_sign(type) == H5T_SGN_2;
+    ft_h5_type_str(type, tbuf, sizeof tbuf);
+    H5Tclose(type);
+    int rank = 0;
+    hsize_t dims[H5S_MAX_RANK];
+    if (!ok)
+        rc = ft_fail(err, FT_EINPUT, "%s: dataset \"lengths\" has type %s, expected int32", d->path,
+                     tbuf);
+    else if (get_dims(ds, &rank, dims) < 0 || rank != 1 || dims[0] != d->n)
+        rc = ft_fail(err, FT_EINPUT,
+                     "%s: dataset \"lengths\" has shape %s, expected [%llu] (one per sample)",
+                     d->path, rank > 0 ? dims_str(dims, rank, dbuf, sizeof dbuf) : "[]",
+                     (unsigned long long)d->n);
+    if (!rc)
+        rc = check_stored(d, ds, "lengths", d->n, sizeof(int), err);
+    if (!rc) {
+        d->lengths = malloc((size_t)d->n * sizeof *d->lengths);
+        if (!d->lengths)
+            rc = ft_fail(err, FT_ERUNTIME, "%s: out of memory for \"lengths\"", d->path);
+        else if (read_rows(ds, H5T_NATIVE_INT, 0, d->n, 1, d->lengths) < 0)
+            rc = ft_h5_fail(err, FT_EINPUT, "%s: cannot read \"lengths\"", d->path);
+    }
+    const int T = d->sample.d[0];
+    for (uint64_t i = 0; !rc && i < d->n; i++)
+        if (d->lengths[i] < 0 || d->lengths[i] > T)
+            rc = ft_fail(err, FT_EINPUT,
+                         "%s: dataset \"lengths\" row %llu is %d, expected 0 to %d (the "
+                         "positions of a row of \"inputs\")",
+                         d->path, (unsigned long long)i, d->lengths[i], T);
+    H5Dclose(ds);
+    return rc;
+}
+
 int ft_dataset_open(ft_dataset *d, const char *path, const ft_shape *expect, ft_err *err)
 {
     memset(d, 0, sizeof *d);
@@ -330,6 +380,8 @@ int ft_dataset_open(ft_dataset *d, const char *path, const ft_shape *expect, ft_
         rc = read_class_attrs(d, &from_names, err);
     if (!rc)
         rc = scan_labels(d, from_names, err);
+    if (!rc)
+        rc = read_lengths(d, err);
     if (rc)
         close_ids(d);
     return rc;
@@ -548,6 +600,16 @@ int ft_dataset_labels(ft_dataset *d, int *out, ft_err *err)
     if (d->n > 0 && read_rows(d->labels, H5T_NATIVE_INT, 0, d->n, 1, out) < 0)
         return ft_h5_fail(err, FT_ERUNTIME, "%s: cannot read \"labels\"", d->path);
     return FT_OK;
+}
+
+int ft_dataset_read_len(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, int *len,
+                        int *has_len, ft_err *err)
+{
+    int rc = ft_dataset_read(d, idx, n, x, y, err);
+    *has_len = d->lengths != NULL && len != NULL;
+    for (int k = 0; !rc && *has_len && k < n; k++)
+        len[k] = d->lengths[idx[k]]; /* idx was range-checked by the read */
+    return rc;
 }
 
 void ft_dataset_close(ft_dataset *d)

@@ -21,6 +21,9 @@ typedef struct ft_dataset {
      * ft_dataset_read to every batch; NULL = none */
     const struct ft_preprocess *preprocess;
     ft_shape preprocess_input;
+    /* optional int32 "lengths" [N] (text datasets): real positions of each row, in
+     * [0, sample.d[0]]; read whole at open (4 bytes a row). NULL when absent. */
+    int *lengths;
 } ft_dataset;
 
 /* Opens and validates (float32 inputs, int32 labels, same N, labels in
@@ -32,6 +35,10 @@ int ft_dataset_open(ft_dataset *d, const char *path, const ft_shape *expect, ft_
 int ft_dataset_read(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, ft_err *err);
 /* Reads every label (n ints) into out. */
 int ft_dataset_labels(ft_dataset *d, int *out, ft_err *err);
+/* ft_dataset_read that also gives each row's length (d->lengths) into len when
+ * the dataset has lengths and len != NULL; *has_len says which. */
+int ft_dataset_read_len(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, int *len,
+                        int *has_len, ft_err *err);
 void ft_dataset_close(ft_dataset *d);
 
 /* Writer used by importers: creates path with inputs [n, shape] and labels. */

@@ -733,8 +733,89 @@ static void test_import_csv(void)
     CHECK(!exists(tpath("nh.h5")));
 }
 
+/* Writes a [n, T] dataset plus an int32 "lengths" of the given type and count. */
+static const char *lengths_file(const char *name, const int *len, hsize_t count, hid_t type)
+{
+    const char *path = tpath(name);
+    enum { N = 4, T = 5 };
+    ft_shape s = ft_shape1(T);
+    ft_err err = {0};
+    ft_dataset_writer w;
+    float x[N * T];
+    int y[N] = {0, 1, 0, 1};
+    for (int i = 0; i < N * T; i++)
+        x[i] = (float)i;
+    CHECK(ft_dataset_create(&w, path, N, &s, 2, &err) == FT_OK);
+    CHECK(ft_dataset_append(&w, x, y, N, &err) == FT_OK);
+    CHECK(ft_dataset_finish(&w, &err) == FT_OK);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(1, &count, NULL);
+    hid_t ds = H5Dcreate2(f, "lengths", type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (H5Tget_class(type) == H5T_INTEGER)
+        H5Dwrite(ds, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, len);
+    else {
+        float fl[8];
+        for (hsize_t i = 0; i < count && i < 8; i++)
+            fl[i] = (float)len[i];
+        H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, fl);
+    }
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+    return path;
+}
+
+/* The optional "lengths" dataset: read with the rows of a batch (any order), validated. */
+static void test_lengths(void)
+{
+    ft_err err = {0};
+    ft_dataset d;
+    const int good[4] = {5, 0, 3, 1};
+    CHECK(ft_dataset_open(&d, lengths_file("len.h5", good, 4, H5T_STD_I32LE), NULL, &err) == FT_OK);
+    CHECK(d.lengths != NULL);
+    const uint64_t idx[3] = {2, 0, 2};
+    float x[15];
+    int y[3], len[3] = {-1, -1, -1}, has = 0;
+    CHECK(ft_dataset_read_len(&d, idx, 3, x, y, len, &has, &err) == FT_OK);
+    CHECK(has == 1 && len[0] == 3 && len[1] == 5 && len[2] == 3);
+    CHECK(x[0] == 10.0f && y[1] == 0);
+    ft_dataset_close(&d);
+    CHECK(d.lengths == NULL);
+
+    const int bad[4] = {5, 0, 6, 1}; /* row 2 longer than the 5 positions */
+    CHECK(ft_dataset_open(&d, lengths_file("len_big.h5", bad, 4, H5T_STD_I32LE), NULL, &err) ==
+          FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "len_big.h5: dataset \"lengths\" row 2 is 6, expected 0 to 5");
+    const int neg[4] = {5, -1, 2, 1};
+    CHECK(ft_dataset_open(&d, lengths_file("len_neg.h5", neg, 4, H5T_STD_I32LE), NULL, &err) ==
+          FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "row 1 is -1");
+    CHECK(ft_dataset_open(&d, lengths_file("len_n.h5", good, 3, H5T_STD_I32LE), NULL, &err) ==
+          FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "\"lengths\" has shape [3], expected [4]");
+    CHECK(ft_dataset_open(&d, lengths_file("len_f.h5", good, 4, H5T_IEEE_F32LE), NULL, &err) ==
+          FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "expected int32");
+
+    /* without "lengths": reads say so */
+    const char *plain = tpath("len_none.h5");
+    ft_shape s = ft_shape1(5);
+    ft_dataset_writer w;
+    float px[5] = {0};
+    int py[1] = {0};
+    CHECK(ft_dataset_create(&w, plain, 1, &s, 2, &err) == FT_OK);
+    CHECK(ft_dataset_append(&w, px, py, 1, &err) == FT_OK);
+    CHECK(ft_dataset_finish(&w, &err) == FT_OK);
+    CHECK(ft_dataset_open(&d, plain, NULL, &err) == FT_OK);
+    const uint64_t z = 0;
+    has = 1;
+    CHECK(ft_dataset_read_len(&d, &z, 1, x, y, len, &has, &err) == FT_OK && has == 0);
+    ft_dataset_close(&d);
+}
+
 int main(void)
 {
+    test_lengths();
     test_round_trip();
     test_chunked_big_endian();
     test_validation();
