@@ -80,6 +80,12 @@ ft r1b 1 train r1.cfg --resume "r1/$(ckpt 12)"
 expect_ok r1b
 h5_same r1-first.h5 r1/model.h5 /model
 
+# ftune eval on the LM model: the same loss as the trainer's final evaluation
+ft ev 2 eval r1/model.h5 --data lm.h5 --json
+expect_ok ev
+evloss=$(python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["loss"])' "$TMP/ev.out" 2>/dev/null || true)
+[ "$evloss" = "$(losses r1b | tail -n 1)" ] || fail "ftune eval loss '$evloss' != the final eval loss $(losses r1b | tail -n 1)"
+
 # untied head: its own weight
 cfg un.cfg un 'vocab = 16;'
 ft un 1 train un.cfg --set train.epochs=1
