@@ -61,9 +61,10 @@ long ft_lm_loss(const float *logits, const float *ids, const int *len, int n, in
                     mx = z[v];
                     arg = v;
                 }
-            double sum = 0;
+            double sum = 1.0; /* the argmax's exp(0): sum >= 1, log is safe */
             for (int v = 0; v < V; v++)
-                sum += exp((double)(z[v] - mx));
+                if (v != arg)
+                    sum += exp((double)(z[v] - mx));
             double lse = (double)mx + log(sum);
             s.nll += lse - (double)z[y];
             s.tokens += 1;
