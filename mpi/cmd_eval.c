@@ -7,6 +7,7 @@
 #include "ftune/h5io.h"
 #include "ftune/h5util.h"
 #include "ftune/preprocess.h"
+#include "ftune/textmetrics.h"
 
 #include "commands.h"
 #include "evaluate.h"
@@ -107,8 +108,28 @@ static int evaluate_model(const ft_mpi *w, const char *model_path, const char *d
         if (!err->code && logits_path)
             logits = ft_alloc_floats((size_t)d.n * (size_t)m.classes, err);
     }
-    if (ft_mpi_agree(w, err) == FT_OK &&
-        ft_evaluate_logits(w, &m, &d, &metrics, logits, err) == FT_OK && w->rank == 0) {
+    if (!err->code && cfg.task == FT_TASK_LM && logits_path)
+        ft_fail(err, FT_EINPUT, "--save-logits: not available for a language model (%s)",
+                model_path);
+    if (cfg.task == FT_TASK_LM) { /* token loss, perplexity, token accuracy */
+        ft_lm_stats st;
+        if (ft_mpi_agree(w, err) == FT_OK && ft_evaluate_lm(w, &m, &d, &st, err) == FT_OK &&
+            w->rank == 0) {
+            double tok = st.tokens > 0 ? st.tokens : 1;
+            if (json)
+                printf("{\"loss\":%.9g,\"perplexity\":%.9g,\"token_accuracy\":%.9g,"
+                       "\"tokens\":%.0f}\n",
+                       st.nll / tok, ft_perplexity(st.nll, (uint64_t)st.tokens), st.correct / tok,
+                       st.tokens);
+            else
+                printf("%s on %s (language model): %.0f target tokens, loss %.6f, perplexity "
+                       "%.4f, token accuracy %.4f\n",
+                       model_path, data_path, st.tokens, st.nll / tok,
+                       ft_perplexity(st.nll, (uint64_t)st.tokens), st.correct / tok);
+            fflush(stdout);
+        }
+    } else if (ft_mpi_agree(w, err) == FT_OK &&
+               ft_evaluate_logits(w, &m, &d, &metrics, logits, err) == FT_OK && w->rank == 0) {
         if (logits_path && save_logits(logits_path, logits, d.n, m.classes, err))
             ft_err_prefix(err, "--save-logits");
         if (json) {

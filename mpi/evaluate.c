@@ -74,3 +74,65 @@ int ft_evaluate_logits(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *
         ft_mpi_sum_floats(w, all, d->n * (size_t)m->classes);
     return FT_OK;
 }
+
+int ft_check_lm_model(const ft_model *m, const char *origin, int *T, int *V, ft_err *err)
+{
+    const ft_layer *last = &m->layers[m->nlayers - 1];
+    char a[64], b[64];
+    if (m->input.rank != 1 || last->out.rank != 2 || last->out.d[0] != m->input.d[0])
+        return ft_fail(err, FT_EINPUT,
+                       "%s: train.task = \"lm\" needs token ids in (model.input = [T]) and "
+                       "per-position logits out ([T, vocab], e.g. an lm_head last), but the input "
+                       "is %s and the last layer '%s' gives %s",
+                       origin, ft_shape_str(&m->input, a, sizeof a), last->name,
+                       ft_shape_str(&last->out, b, sizeof b));
+    *T = last->out.d[0];
+    *V = last->out.d[1];
+    return FT_OK;
+}
+
+int ft_evaluate_lm(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_lm_stats *out, ft_err *err)
+{
+    uint64_t begin, len;
+    ft_split(d->n, w->size, w->rank, &begin, &len);
+    int rows = m->max_batch, T = 0, V = 0;
+    ft_err_clear(err);
+    memset(out, 0, sizeof *out);
+    ft_check_lm_model(m, d->path, &T, &V, err);
+    float *x = ft_alloc_floats((size_t)rows * d->sample_floats, err);
+    int *y = ft_calloc((size_t)rows, sizeof *y, err);
+    int *lens = ft_calloc((size_t)rows, sizeof *lens, err);
+    uint64_t *idx = ft_calloc((size_t)rows, sizeof *idx, err);
+    for (uint64_t pos = 0; !err->code && x && y && lens && idx && pos < len;) {
+        int n = (int)(len - pos < (uint64_t)rows ? len - pos : (uint64_t)rows);
+        for (int i = 0; i < n; i++)
+            idx[i] = begin + pos + (uint64_t)i;
+        int has_len;
+        if (ft_dataset_read_len(d, idx, n, x, y, lens, &has_len, err))
+            break;
+        ft_ctx c = {0};
+        c.n = n;
+        c.sample_ids = idx;
+        c.lengths = has_len ? lens : NULL;
+        const float *logits = ft_model_forward(m, &c, x);
+        long bad = ft_lm_loss(logits, x, c.lengths, n, T, V, 0.0f, NULL, out);
+        if (bad >= 0)
+            ft_fail(err, FT_EINPUT,
+                    "%s: sample %llu has a token id outside [0, %d), the vocabulary of the LM "
+                    "head '%s'",
+                    d->path, (unsigned long long)idx[bad], V, m->layers[m->nlayers - 1].name);
+        pos += (uint64_t)n;
+    }
+    ft_free_floats(x);
+    free(y);
+    free(lens);
+    free(idx);
+    if (ft_mpi_agree(w, err))
+        return err->code;
+    double v[3] = {out->nll, out->tokens, out->correct};
+    ft_mpi_sum_doubles(w, v, 3);
+    out->nll = v[0];
+    out->tokens = v[1];
+    out->correct = v[2];
+    return FT_OK;
+}

@@ -5,6 +5,7 @@
 #define FTUNE_EVALUATE_H
 
 #include "ftune/data.h"
+#include "ftune/lmloss.h"
 #include "ftune/metrics.h"
 #include "ftune/model.h"
 
@@ -17,6 +18,13 @@ int ft_evaluate(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *out, ft
  * all of them in dataset order. */
 int ft_evaluate_logits(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *out, float *logits,
                        ft_err *err);
+
+/* Causal LM evaluation (train.task = "lm"): summed token NLL, target count and argmax hits
+ * over the whole set, on every rank. A token id outside the head's vocabulary is FT_EINPUT
+ * naming the file and sample. Collective. */
+int ft_evaluate_lm(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_lm_stats *out, ft_err *err);
+/* The model's [T, V] output and [T] input for train.task = "lm", or FT_EINPUT naming why not. */
+int ft_check_lm_model(const ft_model *m, const char *origin, int *T, int *V, ft_err *err);
 
 /* Checks that the dataset fits the model (sample shape, label range). */
 int ft_check_data_fits(const ft_dataset *d, const ft_model *m, ft_err *err);

@@ -14,10 +14,12 @@
 
 #include "ftune/data.h"
 #include "ftune/h5io.h"
+#include "ftune/lmloss.h"
 #include "ftune/loss.h"
 #include "ftune/metrics.h"
 #include "ftune/preprocess.h"
 #include "ftune/pretrained.h"
+#include "ftune/textmetrics.h"
 #include "ftune/version.h"
 
 #include "evaluate.h"
@@ -61,6 +63,9 @@ typedef struct trainer {
     ft_metrics metrics;
     ft_train_state st;
     ft_xent xent;
+    /* train.task = "lm": logits [T, V] per sample, targets = the next input token */
+    int lm, lm_T, lm_V;
+    ft_lm_stats lm_eval;
     ft_progress progress;
     FILE *log; /* metrics.jsonl, rank 0 */
 
@@ -261,12 +266,60 @@ static char *metrics_to_json(const ft_metrics *m)
     return buf;
 }
 
+/* {"loss":...} of the last LM evaluation, malloc'ed. */
+static char *lm_json(const ft_lm_stats *e)
+{
+    char *buf = malloc(256);
+    if (buf) {
+        double tok = e->tokens > 0 ? e->tokens : 1;
+        snprintf(
+            buf, 256, "{\"loss\":%.9g,\"perplexity\":%.9g,\"token_accuracy\":%.9g,\"tokens\":%.0f}",
+            e->nll / tok, ft_perplexity(e->nll, (uint64_t)e->tokens), e->correct / tok, e->tokens);
+    }
+    return buf;
+}
+
+/* Causal LM evaluation: mean token NLL (the selection metric), perplexity, token accuracy. */
+static int evaluate_lm(trainer *t, const char *when, ft_err *err)
+{
+    if (ft_evaluate_lm(t->w, &t->model, &t->eval, &t->lm_eval, err))
+        return err->code;
+    const ft_lm_stats *e = &t->lm_eval;
+    double v = e->tokens > 0 ? e->nll / e->tokens : NAN;
+    t->st.last_metric = v;
+    int better = isnan(t->st.best_metric) || v < t->st.best_metric;
+    char *json = is_root(t) ? lm_json(e) : NULL;
+    if (is_root(t)) {
+        ft_progress_print(&t->progress,
+                          "eval %-8s step %6ld  loss %.4f  perplexity %.3f  token-accuracy %.4f "
+                          "(%.0f tokens)%s\n",
+                          when, t->st.step, v, ft_perplexity(e->nll, (uint64_t)e->tokens),
+                          e->tokens > 0 ? e->correct / e->tokens : 0.0, e->tokens,
+                          better && t->st.step > 0 ? "  (best)" : "");
+        log_json(t,
+                 "{\"type\":\"eval\",\"when\":\"%s\",\"step\":%ld,\"epoch\":%ld,\"metrics\":%s}\n",
+                 when, t->st.step, t->st.epoch, json ? json : "{}");
+    }
+    int rc = FT_OK;
+    if (better && t->st.step > 0) {
+        t->st.best_metric = v;
+        t->st.best_step = t->st.step;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/best.h5", t->cfg->run_dir);
+        rc = save_file(t, path, 0, json, err);
+    }
+    free(json);
+    return rc;
+}
+
 static int evaluate(trainer *t, const char *when, ft_err *err)
 {
     if (!t->have_eval)
         return FT_OK;
     ft_prefetch_idle(&t->pf); /* HDF5 is not thread-safe: the reader must be idle */
     t->early.valid = 0;       /* evaluation reuses the activation buffers */
+    if (t->lm)
+        return evaluate_lm(t, when, err);
     if (ft_evaluate(t->w, &t->model, &t->eval, &t->metrics, err))
         return err->code;
     ft_metrics_summary s = ft_metrics_summarize(&t->metrics);
@@ -347,7 +400,13 @@ static int start_feature_cache(trainer *t, ft_err *err)
     if (!c->feature_cache)
         return FT_OK;
     char why[512];
-    if (!ft_featcache_usable(&t->model, why, sizeof why)) {
+    int usable = ft_featcache_usable(&t->model, why, sizeof why);
+    if (usable && t->lm) {
+        usable = 0; /* the targets are the input ids, which cached rows no longer hold */
+        snprintf(why, sizeof why,
+                 "train.task = \"lm\" takes its targets from the token ids of each batch");
+    }
+    if (!usable) {
         if (c->feature_cache != FT_FC_AUTO)
             return ft_fail(err, FT_EINPUT, "%s: train.feature_cache = \"%s\" refused: %s",
                            c->origin, c->feature_cache == FT_FC_DISK ? "disk" : "memory", why);
@@ -448,6 +507,9 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
         t->model.ngrads == 0)
         ft_fail(err, FT_EINPUT, "%s: nothing to train: every layer with parameters is frozen",
                 c->origin);
+    t->lm = c->task == FT_TASK_LM;
+    if (!err->code && t->lm)
+        ft_check_lm_model(&t->model, c->origin, &t->lm_T, &t->lm_V, err);
     if (!err->code && c->nclass_weights && c->nclass_weights != t->model.classes)
         ft_fail(err, FT_EINPUT,
                 "%s: train.loss.class_weights has %d entries but the model has %d classes",
@@ -715,7 +777,18 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
         /* the loss denominator is global: sum of sample weights over ranks */
         /* one small all-reduce: the global loss denominator (sum of sample
          * weights) and whether any rank was asked to stop */
-        double pre[2] = {err->code ? 0 : ft_xent_weight_sum(&t->xent, b->y, n),
+        const int *lens = b->has_len ? b->len : NULL;
+        long bad = -1;
+        if (!err->code && t->lm && (bad = ft_lm_bad_row(b->x, lens, n, t->lm_T, t->lm_V)) >= 0)
+            ft_fail(err, FT_EINPUT,
+                    "%s: sample %llu has a token id outside [0, %d), the vocabulary of the LM "
+                    "head '%s'",
+                    t->train.path, (unsigned long long)b->ids[bad], t->lm_V,
+                    t->model.layers[t->model.nlayers - 1].name);
+        /* lm: the global count of target tokens (t + 1 < length) */
+        double pre[2] = {err->code ? 0
+                         : t->lm   ? ft_lm_targets(lens, n, t->lm_T)
+                                   : ft_xent_weight_sum(&t->xent, b->y, n),
                          stop_requested ? 1 : 0};
         ft_mpi_sum_doubles(w, pre, 2);
         if (ft_mpi_agree(w, err))
@@ -736,9 +809,18 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
             have_prefix    ? ft_model_forward_from(&t->model, &ctx, ft, t->model.act[ft - 1])
             : t->fc.active ? ft_model_forward_from(&t->model, &ctx, t->fc.first, b->x)
                            : ft_model_forward_range(&t->model, &ctx, 0, t->model.nlayers, b->x);
-        double wsum;
-        double lsum = ft_xent_forward(&t->xent, logits, b->y, n, t->probs, &wsum, NULL);
-        ft_xent_backward(&t->xent, t->probs, b->y, n, (float)(1.0 / (denom * micro)), t->dlogits);
+        double lsum;
+        if (t->lm) {
+            ft_lm_stats ls = {0, 0, 0};
+            ft_lm_loss(logits, b->x, ctx.lengths, n, t->lm_T, t->lm_V,
+                       (float)(1.0 / (denom * micro)), t->dlogits, &ls);
+            lsum = ls.nll;
+        } else {
+            double wsum;
+            lsum = ft_xent_forward(&t->xent, logits, b->y, n, t->probs, &wsum, NULL);
+            ft_xent_backward(&t->xent, t->probs, b->y, n, (float)(1.0 / (denom * micro)),
+                             t->dlogits);
+        }
         /* A non-finite loss poisons this rank's output gradient, so the all-reduced gradient
          * is non-finite on every rank and every rank skips the step below. */
         if (n > 0 && !isfinite(lsum))
@@ -946,13 +1028,22 @@ static int run(trainer *t, ft_err *err)
         return err->code;
     char path[1024];
     snprintf(path, sizeof path, "%s/model.h5", c->run_dir);
-    char *json = t->have_eval && is_root(t) ? metrics_to_json(&t->metrics) : NULL;
+    char *json = !t->have_eval || !is_root(t) ? NULL
+                 : t->lm                      ? lm_json(&t->lm_eval)
+                                              : metrics_to_json(&t->metrics);
     int rc = save_file(t, path, 0, json, err);
     free(json);
     if (rc)
         return rc;
     if (is_root(t)) {
-        if (t->have_eval) {
+        if (t->have_eval && t->lm) {
+            const ft_lm_stats *e = &t->lm_eval;
+            printf("\nevaluation of %s on %s: %.0f target tokens, loss %.6f, perplexity %.4f, "
+                   "token accuracy %.4f\n",
+                   path, c->eval_path, e->tokens, e->tokens > 0 ? e->nll / e->tokens : NAN,
+                   ft_perplexity(e->nll, (uint64_t)e->tokens),
+                   e->tokens > 0 ? e->correct / e->tokens : 0.0);
+        } else if (t->have_eval) {
             printf("\nevaluation of %s on %s:\n", path, c->eval_path);
             ft_metrics_print(&t->metrics, stdout);
             if (t->have_baseline) { /* zero-shot: the loaded weights before the first step */

@@ -138,6 +138,10 @@ static const keyspec train_keys[] = {
     {"optimizer", K_GROUP, 0, NULL, "optimizer settings", optimizer_keys},
     {"schedule", K_GROUP, 0, NULL, "learning-rate schedule", schedule_keys},
     {"loss", K_GROUP, 0, NULL, "loss settings", loss_keys},
+    {"task", K_STRING, 0, "classify",
+     "classify (one label per sample) | lm (causal language model: each position predicts the "
+     "next token)",
+     NULL},
     {"feature_cache", K_STRING, 0, "off",
      "off | auto | memory | disk: compute the frozen prefix once per sample and reuse it", NULL},
     {"feature_cache_mb", K_INT, 0, "4096",
@@ -968,6 +972,8 @@ static void load_train(loader *L, ft_config *c, const group *train)
     static const char *const cache_names[] = {"off", "auto", "memory", "disk"};
     c->feature_cache = get_choice(L, train, "feature_cache", "feature cache", cache_names, 4);
     c->feature_cache_mb = get_int(L, train, "feature_cache_mb", 0, INT_MAX);
+    static const char *const task_names[] = {"classify", "lm"};
+    c->task = get_choice(L, train, "task", "task", task_names, 2);
 
     static const char *const opt_names[] = {"sgd", "adamw"};
     static const int opt_types[] = {FT_OPT_SGD, FT_OPT_ADAMW};
@@ -1432,6 +1438,19 @@ static int finish(loader *L, ft_config *c, const char *const *sets, int nsets)
     static const char *const metrics[] = {"accuracy", "macro_f1", "loss"};
     snprintf(c->best_metric, sizeof c->best_metric, "%s",
              metrics[get_choice(L, &eval, "best_metric", "metric", metrics, 3)]);
+    /* a language model has no classes: it is judged by its token loss */
+    if (!L->rc && c->task == FT_TASK_LM) {
+        if (get(&eval, "best_metric") && strcmp(c->best_metric, "loss") != 0)
+            fail_at(L, get(&eval, "best_metric"),
+                    "eval.best_metric = \"%s\" needs classes; with train.task = \"lm\" use "
+                    "\"loss\" (the default then)",
+                    c->best_metric);
+        snprintf(c->best_metric, sizeof c->best_metric, "loss");
+        if (c->label_smoothing != 0.0f || c->nclass_weights)
+            fail_at(L, get(&train, "task"),
+                    "train.loss.label_smoothing and class_weights apply to classification, not "
+                    "to train.task = \"lm\"");
+    }
     if (!L->rc && c->eval_every > 0 && !c->eval_path[0])
         fail_at(L, get(&eval, "every"), "eval.every is set but data.eval is not");
 

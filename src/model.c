@@ -117,6 +117,18 @@ static int layout_arenas(ft_model *m, ft_err *err)
         if (layer_has_grads(l))
             m->first_trainable = i;
     }
+    /* Tied parameters: the owner's storage and gradient range, after both are placed. A
+     * head tied to a trainable owner needs no trainable parameter of its own: the owner
+     * comes earlier, so first_trainable already covers the head. */
+    for (int i = 0; i < m->nlayers; i++) {
+        ft_layer *l = &m->layers[i];
+        for (int k = 0; k < l->nties; k++) {
+            const ft_param *src = l->tie_src[k];
+            const ft_layer *owner = &m->layers[l->tie_owner[k]];
+            l->ties[k].data = src->data;
+            l->ties[k].grad = l->frozen || owner->frozen ? NULL : src->grad;
+        }
+    }
     for (int i = 0; i < m->nlayers; i++)
         m->layers[i].need_dx = i > m->first_trainable;
     return FT_OK;

@@ -60,6 +60,31 @@ ft_param *ft_layer_add_param(ft_layer *l, const char *name, const ft_shape *shap
     return p;
 }
 
+const ft_layer *ft_layer_earlier(const ft_layer *l, const char *name)
+{
+    const ft_layer *first = l - l->index; /* a model's layers are one array */
+    for (int i = 0; i < l->index; i++)
+        if (strcmp(first[i].name, name) == 0)
+            return &first[i];
+    return NULL;
+}
+
+ft_param *ft_layer_tie(ft_layer *l, const ft_layer *owner, const ft_param *src)
+{
+    if (l->nties >= FT_MAX_TIES)
+        return NULL;
+    int k = l->nties++;
+    ft_param *p = &l->ties[k];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", src->name);
+    p->shape = src->shape;
+    p->count = src->count;
+    p->learnable = src->learnable;
+    l->tie_src[k] = src;
+    l->tie_owner[k] = owner->index;
+    return p;
+}
+
 /* Keys the model handles for every layer, whatever its kind. */
 const ft_keydef ft_common_layer_keys[] = {
     {"name", FT_KV_STRING, 1, "unique layer name (weights are matched by it)"},

@@ -16,6 +16,8 @@
 #define FT_MAX_LAYERS 256
 #define FT_MAX_CLASSES 4096
 
+enum { FT_TASK_CLASSIFY = 0, FT_TASK_LM = 1 }; /* train.task */
+
 typedef struct ft_config {
     char origin[FT_PATH_MAX]; /* file the config came from */
     char *text;               /* canonical text (with --set applied), stored in checkpoints */
@@ -53,6 +55,7 @@ typedef struct ft_config {
     ft_schedule_cfg schedule;
     float clip_grad_norm; /* 0 = off */
     int max_bad_steps;    /* stop after this many consecutive non-finite steps; 0 = never */
+    int task;             /* FT_TASK_*: classification, or a causal LM over [T, V] logits */
     float label_smoothing;
     float *class_weights; /* NULL or nclass_weights entries */
     int nclass_weights;

@@ -13,6 +13,7 @@
 #define FT_MAX_DIMS 4
 #define FT_MAX_PARAMS 16 /* transformer_block declares 12 */
 #define FT_NAME_MAX 64
+#define FT_MAX_TIES 2
 
 /* Per-sample shape (batch dimension excluded), e.g. [C, H, W] or [F]. */
 typedef struct ft_shape {
@@ -100,6 +101,16 @@ struct ft_layer {
     ft_shape in, out;
     ft_param params[FT_MAX_PARAMS];
     int nparams;
+    /* Tied parameters (GPT-2's LM head reuses wte.weight): another, earlier layer's
+     * parameter, declared by setup with ft_layer_tie. Not in params[], so saving, loading,
+     * init and the optimizer see the tensor once, under its owner. ft_model points data at
+     * the owner's storage and grad at the owner's gradient range (NULL when either layer is
+     * frozen): backward ADDS into it, and the owner's range is reported ready only after the
+     * owner's own (later) backward. tie_owner[k] is the owner's index in the layer array. */
+    ft_param ties[FT_MAX_TIES];
+    const ft_param *tie_src[FT_MAX_TIES];
+    int tie_owner[FT_MAX_TIES];
+    int nties;
     int frozen;  /* no parameter gradients; batchnorm uses running statistics */
     int need_dx; /* backward must produce dx (set by the model) */
     float lr_mult;
@@ -114,6 +125,12 @@ const ft_layer_ops *const *ft_layer_kinds(void);
 /* Convenience for layer files: declare parameter i. */
 ft_param *ft_layer_add_param(ft_layer *l, const char *name, const ft_shape *shape, int learnable,
                              int init, float init_bound);
+
+/* For setup: the layer named `name` before l in its model (layers are one array, in order),
+ * or NULL. */
+const ft_layer *ft_layer_earlier(const ft_layer *l, const char *name);
+/* For setup: declares tie k = the owner's parameter src (shape and count copied). */
+ft_param *ft_layer_tie(ft_layer *l, const ft_layer *owner, const ft_param *src);
 
 /* Keys every layer accepts (handled by the model, not by the kind). */
 extern const ft_keydef ft_common_layer_keys[];

@@ -22,5 +22,6 @@ extern const ft_layer_ops ft_embedding_ops;
 extern const ft_layer_ops ft_layernorm_ops;
 extern const ft_layer_ops ft_transformer_block_ops;
 extern const ft_layer_ops ft_seq_pool_ops; /* kind "seq_pool" */
+extern const ft_layer_ops ft_lm_head_ops;  /* [T, D] -> [T, V], optionally tied */
 
 #endif

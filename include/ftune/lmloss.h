@@ -1,0 +1,28 @@
+/* Causal language-model loss over per-position logits [n, T, V]: position t predicts the
+ * token at t + 1, for the real tokens only (t + 1 < length), as Hugging Face's
+ * GPT2LMHeadModel with labels = input_ids and padding labelled -100:
+ *   loss = sum over targets of -log softmax(logits[i, t])[ids[i, t + 1]] / (target count)
+ * The denominator is global (all ranks, all micro-batches): the caller passes 1/count as
+ * `scale`. */
+#ifndef FTUNE_LMLOSS_H
+#define FTUNE_LMLOSS_H
+
+typedef struct ft_lm_stats {
+    double nll;     /* summed negative log-likelihood of the targets */
+    double tokens;  /* targets counted */
+    double correct; /* targets that are the argmax of their logits */
+} ft_lm_stats;
+
+/* Targets in n rows of T positions (len NULL: every position real): sum of max(len - 1, 0). */
+double ft_lm_targets(const int *len, int n, int T);
+
+/* The first row with a target id outside [0, V) (not an integer in range), or -1. */
+long ft_lm_bad_row(const float *ids, const int *len, int n, int T, int V);
+
+/* Adds the rows' targets to *st. With dlogits != NULL, writes scale * d(sum nll)/dlogits
+ * ([n, T, V]; zero at positions without a target). ids: [n, T] token ids as floats.
+ * Returns -1, or the first row whose target id is outside [0, V) (nothing is added then). */
+long ft_lm_loss(const float *logits, const float *ids, const int *len, int n, int T, int V,
+                float scale, float *dlogits, ft_lm_stats *st);
+
+#endif
