@@ -1,4 +1,4 @@
-/* ftune import keras|safetensors ... (single process).
+/* ftune import keras|safetensors|hf ... (single process).
  *
  *   ftune import safetensors FILE [--config CFG] -o OUT.h5 [--set key=value ...]
  *
@@ -6,7 +6,8 @@
  * pretrained.reinit), loads FILE's tensors into it by name and writes an
  * ftune model file whose stored config is CFG's. Without --config, the
  * config that `ftune export` stored in FILE's metadata (ftune_config) is
- * used. Keras files go to cmd_import_keras (mpi/cmd_import_keras.c). */
+ * used. Keras files go to cmd_import_keras (mpi/cmd_import_keras.c), Hugging Face
+ * checkpoints to cmd_import_hf (mpi/cmd_import_hf.c). */
 #include <libconfig.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,8 @@ static void import_usage(FILE *f)
 {
     fputs("usage: ftune import safetensors FILE [--config CFG] -o OUT.h5 [--set key=value ...]\n"
           "       ftune import keras MODEL.h5 -o OUT.h5 ...   (ftune import keras --help)\n"
+          "       ftune import hf DIR -o OUT.h5 ...           (ftune import hf --help: Hugging\n"
+          "                                                    Face GPT-2 and BERT)\n"
           "\n"
           "safetensors: builds the model of an ftune config and loads FILE's tensors into it,\n"
           "then writes an ftune model file (which stores the config: `ftune eval` and\n"
@@ -226,7 +229,9 @@ int cmd_import(int argc, char **argv)
         return import_safetensors(argc - 1, argv + 1);
     if (!strcmp(argv[1], "keras"))
         return cmd_import_keras(argc - 1, argv + 1);
-    fprintf(stderr, "ftune import: unknown format '%s' (keras or safetensors)\n", argv[1]);
+    if (!strcmp(argv[1], "hf"))
+        return cmd_import_hf(argc - 1, argv + 1);
+    fprintf(stderr, "ftune import: unknown format '%s' (keras, safetensors or hf)\n", argv[1]);
     import_usage(stderr);
     return 2;
 }

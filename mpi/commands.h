@@ -10,12 +10,14 @@ int cmd_inspect(int argc, char **argv);          /* mpi/cmd_inspect.c (single pr
 int cmd_data(int argc, char **argv);             /* mpi/cmd_data.c (single process) */
 int cmd_data_import_text(int argc, char **argv); /* mpi/cmd_data_text.c */
 int cmd_data_tokenize(int argc, char **argv);    /* mpi/cmd_data_text.c */
-int cmd_import(int argc, char **argv);           /* mpi/cmd_import.c: keras | safetensors */
+int cmd_import(int argc, char **argv);           /* mpi/cmd_import.c: keras | safetensors | hf */
 int cmd_export(int argc, char **argv);           /* mpi/cmd_export.c */
 int cmd_report(int argc, char **argv);           /* mpi/cmd_report.c: tabulate runs */
 
-/* ftune import keras (mpi/cmd_import_keras.c), dispatched by cmd_import. */
+/* ftune import keras (mpi/cmd_import_keras.c) and hf (mpi/cmd_import_hf.c), dispatched by
+ * cmd_import. */
 int cmd_import_keras(int argc, char **argv);
+int cmd_import_hf(int argc, char **argv);
 
 /* Matches "--name VALUE" and "--name=VALUE" at argv[*i] (mpi/cmd_data.c);
  * advances *i past the value, sets *missing when the value is absent. */

@@ -3,7 +3,9 @@
  *   transformer_harness CASES.h5 RESULTS.h5
  *
  * CASES.h5 holds one group per case (any name):
- *   attributes  nlayers (int), training (int 0/1, default 0), seed, epoch
+ *   attributes  nlayers (int), training (int 0/1, default 0), seed, epoch;
+ *               model (string, optional): an ftune model file (`ftune import hf`) whose
+ *               layers and weights are used instead of layers/ below
  *   x           float32 [n, ...input shape] (token ids for an embedding first layer)
  *   lengths     int32 [n] (optional): ctx->lengths, real tokens per row
  *   dy          float32 [n, ...output shape] (optional: no backward without it)
@@ -23,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ftune/config.h"
+#include "ftune/h5io.h"
 #include "ftune/h5util.h"
 #include "ftune/kv.h"
 #include "ftune/layer.h"
@@ -90,10 +94,35 @@ static void build_layer(hid_t cg, const char *cname, int i, const ft_shape *in, 
     H5Gclose(g);
 }
 
+/* The layers of an ftune model file, with its weights; every layer is asked for dx. */
+static void load_model(const char *cname, const char *path, const ft_shape *in, ft_config *cfg,
+                       ft_model *m)
+{
+    ft_err err = {0};
+    char *text = NULL;
+    memset(m, 0, sizeof *m);
+    if (ft_load_config_text(path, &text, &err) || ft_config_load_string(cfg, text, path, &err) ||
+        ft_model_build(m, &cfg->input, cfg->layers, cfg->nlayers, &err) ||
+        ft_load_weights(path, m, NULL, 0, 1, NULL, NULL, &err))
+        ph_die("%s: model %s: %s", cname, path, err.msg);
+    free(text);
+    char a[64], b[64];
+    if (m->input.rank != in->rank || ft_shape_count(&m->input) != ft_shape_count(in))
+        ph_die("%s: x rows are %s, the model %s wants %s", cname, ft_shape_str(in, a, sizeof a),
+               path, ft_shape_str(&m->input, b, sizeof b));
+    if (m->nlayers > MAX_LAYERS)
+        ph_die("%s: model %s has %d layers, at most %d", cname, path, m->nlayers, MAX_LAYERS);
+    ft_model_zero_grads(m);
+    for (int i = 0; i < m->nlayers; i++)
+        m->layers[i].need_dx = 1;
+}
+
 static void run_case(hid_t g, hid_t og, const char *cname)
 {
-    const int nl = (int)ph_attr_long(g, "nlayers", 0);
-    if (nl < 1 || nl > MAX_LAYERS)
+    char model_path[1024];
+    ph_attr_str(g, "model", "", model_path, sizeof model_path);
+    int nl = model_path[0] ? 0 : (int)ph_attr_long(g, "nlayers", 0);
+    if (!model_path[0] && (nl < 1 || nl > MAX_LAYERS))
         ph_die("%s: nlayers must be in [1, %d]", cname, MAX_LAYERS);
     ph_array x = ph_read_floats(g, "x");
     if (x.rank < 2 || x.rank > FT_MAX_DIMS + 1)
@@ -105,11 +134,21 @@ static void run_case(hid_t g, hid_t og, const char *cname)
     for (int i = 0; i < in.rank; i++)
         in.d[i] = (int)x.dims[1 + i];
 
-    ft_layer L[MAX_LAYERS];
+    ft_layer own[MAX_LAYERS], *L = own;
+    ft_model model;
+    ft_config mcfg;
+    memset(&model, 0, sizeof model);
+    memset(&mcfg, 0, sizeof mcfg);
+    if (model_path[0]) {
+        load_model(cname, model_path, &in, &mcfg, &model);
+        L = model.layers;
+        nl = model.nlayers;
+    }
     float *act[MAX_LAYERS], *saved[MAX_LAYERS];
     size_t ws_max = 0, widest = ft_shape_count(&in);
     for (int i = 0; i < nl; i++) {
-        build_layer(g, cname, i, i ? &L[i - 1].out : &in, &L[i]);
+        if (!model_path[0])
+            build_layer(g, cname, i, i ? &L[i - 1].out : &in, &L[i]);
         const ft_layer_ops *ops = L[i].ops;
         size_t nsv = ops->saved_floats ? ops->saved_floats(&L[i], n) : 0;
         size_t nws = ops->workspace_floats ? ops->workspace_floats(&L[i], n) : 0;
@@ -181,16 +220,22 @@ static void run_case(hid_t g, hid_t og, const char *cname)
     }
 
     for (int i = 0; i < nl; i++) {
-        for (int j = 0; j < L[i].nparams; j++) {
-            free(L[i].params[j].data);
-            free(L[i].params[j].grad);
+        if (!model_path[0]) { /* a model's layers are freed with it, below */
+            for (int j = 0; j < L[i].nparams; j++) {
+                free(L[i].params[j].data);
+                free(L[i].params[j].grad);
+            }
+            if (L[i].ops->destroy)
+                L[i].ops->destroy(&L[i]);
+            else
+                free(L[i].priv);
         }
-        if (L[i].ops->destroy)
-            L[i].ops->destroy(&L[i]);
-        else
-            free(L[i].priv);
         free(act[i]);
         free(saved[i]);
+    }
+    if (model_path[0]) {
+        ft_model_free(&model);
+        ft_config_free(&mcfg);
     }
     free(ws);
     if (len.data)
