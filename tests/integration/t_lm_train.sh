@@ -92,6 +92,13 @@ ft un 1 train un.cfg --set train.epochs=1
 expect_ok un
 h5ls -r un/model.h5 | grep -q '/model/lm_head/weight' || fail "untied lm_head has no weight"
 
+# a real vocabulary size: T x V outputs (10 x 60000) are not classes, so the trainer must not
+# size a confusion matrix by them (it once tried 600000^2 doubles, and training stopped)
+sed -e 's/vocab = 16;/vocab = 60000;/' r1.cfg >big.cfg
+ft big 1 train big.cfg --set "run.dir=$TMP/big" --set train.max_steps=2
+expect_ok big
+grep -q 'perplexity' "$TMP/big.out" || fail "[big] no LM evaluation"
+
 # input errors
 cfg bad1.cfg bad1 'tie = "nope";'
 ft bad1 1 train bad1.cfg
