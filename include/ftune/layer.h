@@ -11,7 +11,7 @@
 #include "ftune/kv.h"
 
 #define FT_MAX_DIMS 4
-#define FT_MAX_PARAMS 16 /* transformer_block declares 12 */
+#define FT_MAX_PARAMS 24 /* transformer_block: 12, plus 8 with LoRA on its 4 weights */
 #define FT_NAME_MAX 64
 
 /* Per-sample shape (batch dimension excluded), e.g. [C, H, W] or [F]. */
@@ -44,6 +44,7 @@ typedef struct ft_param {
     int learnable; /* 0 for buffers such as batchnorm running statistics */
     int init;      /* enum ft_init_kind */
     float init_bound;
+    int frozen; /* frozen by name (freeze.params, bitfit, LoRA) although its layer trains */
     float *data;
     float *grad;
 } ft_param;
