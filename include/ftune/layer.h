@@ -44,9 +44,9 @@ typedef struct ft_param {
     int learnable; /* 0 for buffers such as batchnorm running statistics */
     int init;      /* enum ft_init_kind */
     float init_bound;
-    int frozen; /* frozen by name (freeze.params, bitfit, LoRA) although its layer trains */
     float *data;
     float *grad;
+    int frozen; /* frozen by name (freeze.params, bitfit, LoRA) although its layer trains */
 } ft_param;
 
 /* Sums a float array across all ranks in place (SyncBatchNorm). NULL in a
