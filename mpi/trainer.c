@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 
 #include "ftune/data.h"
+#include "ftune/freeze.h"
 #include "ftune/h5io.h"
 #include "ftune/lmloss.h"
 #include "ftune/loss.h"
@@ -175,8 +176,7 @@ static int resolve_resume(trainer *t, const char *resume, char *path, size_t len
         for (int i = 0; i < n && !path[0]; i++) {
             ft_model probe;
             ft_err e2 = {0};
-            if (ft_model_build(&probe, &t->cfg->input, t->cfg->layers, t->cfg->nlayers, &e2) ==
-                    FT_OK &&
+            if (ft_config_build_model(t->cfg, &probe, &e2) == FT_OK &&
                 ft_load_weights(paths[i], &probe, NULL, 0, 1, NULL, NULL, &e2) == FT_OK &&
                 probe_state(t, paths[i], &probe, &e2) == FT_OK) {
                 size_t k = strnlen(paths[i], len - 1);
@@ -503,8 +503,7 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
     if (ft_mpi_agree(w, err))
         return err->code;
 
-    if (ft_model_build(&t->model, &c->input, c->layers, c->nlayers, err) == FT_OK &&
-        t->model.ngrads == 0)
+    if (ft_config_build_model(c, &t->model, err) == FT_OK && t->model.ngrads == 0)
         ft_fail(err, FT_EINPUT, "%s: nothing to train: every layer with parameters is frozen",
                 c->origin);
     t->lm = c->task == FT_TASK_LM;

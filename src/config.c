@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <math.h>
@@ -95,6 +96,30 @@ static const keyspec pretrained_keys[] = {
 static const keyspec freeze_keys[] = {
     {"upto", K_STRING, 0, "", "freeze every layer up to and including this one", NULL},
     {"layers", K_STR_LIST, 0, "[]", "further layers to freeze", NULL},
+    {"params", K_STR_LIST, 0, "[]",
+     "parameters to freeze inside trainable layers: globs over \"layer.param\", e.g. "
+     "\"h.*.attn_*\"",
+     NULL},
+    {"train_params", K_STR_LIST, 0, "[]",
+     "train only the parameters matching these globs (over \"layer.param\"); the rest is frozen",
+     NULL},
+    {"bitfit", K_BOOL, 0, "false",
+     "BitFit: train only biases, layernorm/batchnorm parameters and the last layer with weights",
+     NULL},
+    {NULL, 0, 0, NULL, NULL, NULL},
+};
+
+static const keyspec lora_keys[] = {
+    {"rank", K_INT, 0, "8", "adapter rank r, >= 1", NULL},
+    {"alpha", K_FLOAT, 0, "8.0", "scale: the adapter output is multiplied by alpha / rank, > 0",
+     NULL},
+    {"dropout", K_FLOAT, 0, "0.0", "dropout on the adapter's input, in [0, 1)", NULL},
+    {"targets", K_STR_LIST, 0, "[]",
+     "weights that get adapters: attn_qkv, attn_out, mlp_fc, mlp_proj (transformer_block), "
+     "weight (dense); [] = all of them",
+     NULL},
+    {"layers", K_STR_LIST, 0, "[]",
+     "globs over layer names; [] = every dense and transformer_block layer", NULL},
     {NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -178,6 +203,7 @@ static const keyspec root_keys[] = {
     {"model", K_GROUP, 1, NULL, "input shape and layers", model_keys},
     {"pretrained", K_GROUP, 0, NULL, "start from saved weights", pretrained_keys},
     {"freeze", K_GROUP, 0, NULL, "layers without gradients", freeze_keys},
+    {"lora", K_GROUP, 0, NULL, "low-rank adapters (LoRA); the base weights are frozen", lora_keys},
     {"train", K_GROUP, 0, NULL, "training loop", train_keys},
     {"eval", K_GROUP, 0, NULL, "evaluation", eval_keys},
     {"checkpoint", K_GROUP, 0, NULL, "checkpoints", checkpoint_keys},
@@ -956,6 +982,124 @@ static void load_freeze(loader *L, ft_config *c, const group *freeze, const grou
     }
 }
 
+/* A K_STR_LIST of patterns into a fresh array of FT_PATTERN_MAX strings. */
+static void get_patterns(loader *L, const group *g, const char *key, char (**out)[FT_PATTERN_MAX],
+                         int *n)
+{
+    const config_setting_t *s = get(g, key);
+    int len = str_list_len(s);
+    if (L->rc || len == 0)
+        return;
+    *out = ft_calloc((size_t)len, sizeof **out, L->err);
+    if (!*out) {
+        L->rc = L->err->code;
+        return;
+    }
+    for (int i = 0; i < len; i++) {
+        const char *v = str_list_at(s, i);
+        if (!v[0] || strlen(v) >= FT_PATTERN_MAX) {
+            fail_at(L, s, "%s.%s[%d] must be 1 to %d characters, got \"%s\"", g->path, key, i,
+                    FT_PATTERN_MAX - 1, v);
+            return;
+        }
+        snprintf((*out)[(*n)++], FT_PATTERN_MAX, "%s", v);
+    }
+}
+
+/* freeze.params / train_params / bitfit are resolved against parameter names
+ * after the model is built (src/freeze.c); here they are only read. */
+static void load_param_freeze(loader *L, ft_config *c, const group *freeze)
+{
+    get_patterns(L, freeze, "params", &c->freeze_params, &c->nfreeze_params);
+    get_patterns(L, freeze, "train_params", &c->train_params, &c->ntrain_params);
+    c->bitfit = get_bool(freeze, "bitfit");
+}
+
+static int layer_has_key(const ft_layer_spec *sp, const char *key)
+{
+    const ft_layer_ops *ops = ft_layer_kind(sp->kind);
+    for (const ft_keydef *d = ops ? ops->keys : NULL; d && d->key; d++)
+        if (strcmp(d->key, key) == 0)
+            return 1;
+    return 0;
+}
+
+/* The lora group becomes lora_* keys of every matched layer whose kind has
+ * adapters (dense, transformer_block); the layers declare the adapters. */
+static void load_lora(loader *L, ft_config *c, const group *lora)
+{
+    if (!lora->s || L->rc)
+        return;
+    c->lora = 1;
+    c->lora_rank = (int)get_int(L, lora, "rank", 1, 65536);
+    double alpha = get_float(L, lora, "alpha", 0.0, 1, INFINITY, 0);
+    double drop = get_float(L, lora, "dropout", 0.0, 0, 1.0, 1);
+    const config_setting_t *tg = get(lora, "targets"), *ly = get(lora, "layers");
+    char targets[256] = "";
+    size_t used = 0;
+    int nt = str_list_len(tg);
+    if (nt > 0) {
+        c->lora_targets = ft_calloc((size_t)nt, sizeof *c->lora_targets, L->err);
+        if (!c->lora_targets) {
+            L->rc = L->err->code;
+            return;
+        }
+    }
+    for (int i = 0; i < nt && !L->rc; i++) {
+        const char *t = str_list_at(tg, i);
+        size_t len = strlen(t);
+        if (len == 0 || len >= FT_NAME_MAX || strchr(t, ',') || used + len + 2 > sizeof targets) {
+            fail_at(L, tg, "lora.targets[%d] \"%s\" is not a weight name (e.g. \"attn_qkv\")", i,
+                    t);
+            return;
+        }
+        snprintf(c->lora_targets[c->nlora_targets++], FT_NAME_MAX, "%s", t);
+        used += (size_t)snprintf(targets + used, sizeof targets - used, "%s%s", i ? "," : "", t);
+    }
+    int np = str_list_len(ly);
+    int *hits = np ? ft_calloc((size_t)np, sizeof *hits, L->err) : NULL;
+    if (np && !hits) {
+        L->rc = L->err->code;
+        return;
+    }
+    int line = config_setting_source_line(lora->s);
+    for (int k = 0; k < c->nlayers && !L->rc; k++) {
+        ft_layer_spec *sp = &c->layers[k];
+        if (!layer_has_key(sp, "lora_rank"))
+            continue;
+        int match = np == 0;
+        for (int i = 0; i < np; i++)
+            if (fnmatch(str_list_at(ly, i), sp->name, 0) == 0) {
+                hits[i] = 1;
+                match = 1;
+            }
+        if (!match)
+            continue;
+        if (ft_kv_find(&sp->kv, "lora_rank")) {
+            fail_at(L, lora->s, "layer '%s' sets lora_rank itself and is matched by lora.layers",
+                    sp->name);
+            break;
+        }
+        if (sp->kv.n + 4 > FT_KV_MAX) {
+            fail_at(L, lora->s, "layer '%s' has too many keys to add the lora settings", sp->name);
+            break;
+        }
+        int first = sp->kv.n;
+        ft_kv_set_int(&sp->kv, "lora_rank", c->lora_rank);
+        ft_kv_set_float(&sp->kv, "lora_alpha", alpha);
+        ft_kv_set_float(&sp->kv, "lora_dropout", drop);
+        if (targets[0])
+            ft_kv_set_string(&sp->kv, "lora_targets", targets);
+        for (int i = first; i < sp->kv.n; i++)
+            sp->kv.items[i].line = line;
+    }
+    for (int i = 0; i < np && !L->rc; i++)
+        if (!hits[i])
+            fail_at(L, ly, "lora.layers pattern \"%s\" matches no dense or transformer_block layer",
+                    str_list_at(ly, i));
+    free(hits);
+}
+
 static void load_train(loader *L, ft_config *c, const group *train)
 {
     char p1[] = "train.optimizer", p2[] = "train.schedule", p3[] = "train.loss";
@@ -1403,6 +1547,7 @@ static int finish(loader *L, ft_config *c, const char *const *sets, int nsets)
     group model = subgroup(&top, "model", "model");
     group pre = subgroup(&top, "pretrained", "pretrained");
     group freeze = subgroup(&top, "freeze", "freeze");
+    group lora = subgroup(&top, "lora", "lora");
     group train = subgroup(&top, "train", "train");
     group eval = subgroup(&top, "eval", "eval");
     group ckpt = subgroup(&top, "checkpoint", "checkpoint");
@@ -1430,6 +1575,8 @@ static int finish(loader *L, ft_config *c, const char *const *sets, int nsets)
     load_model(L, c, &model);
     load_preprocess(L, c, &model);
     load_freeze(L, c, &freeze, &pre);
+    load_param_freeze(L, c, &freeze);
+    load_lora(L, c, &lora);
     load_map(L, c, &pre);
     load_train(L, c, &train);
 
@@ -1557,6 +1704,9 @@ void ft_config_free(ft_config *c)
     free(c->text);
     free(c->layers);
     free(c->reinit);
+    free(c->freeze_params);
+    free(c->train_params);
+    free(c->lora_targets);
     free(c->class_weights);
     ft_preprocess_free(&c->preprocess);
     ft_name_map_free(&c->pretrained_map);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ftune/freeze.h"
 #include "ftune/h5util.h"
 #include "ftune/version.h"
 
@@ -952,6 +953,8 @@ static int check_layer(mfile *mf, const ft_layer *l, ft_err *err)
     }
     for (int j = 0; j < l->nparams && !rc; j++) {
         const ft_param *p = &l->params[j];
+        if (!names_has(nl.v, nl.n, p->name) && ft_param_is_adapter(p))
+            continue; /* a base model for LoRA: the adapters keep their initialisation */
         if (!names_has(nl.v, nl.n, p->name)) {
             rc = ft_fail(err, FT_EINPUT, "%s: layer '%s' has no parameter '%s' in the file %s",
                          path, l->name, p->name, REINIT_HINT);
@@ -1005,6 +1008,8 @@ static int read_layer(mfile *mf, ft_layer *l, ft_err *err)
     int rc = FT_OK;
     for (int j = 0; j < l->nparams && !rc; j++) {
         ft_param *p = &l->params[j];
+        if (g >= 0 && ft_param_is_adapter(p) && H5Lexists(g, p->name, H5P_DEFAULT) <= 0)
+            continue; /* absent from a base model (check_layer allowed it) */
         hid_t ds = g >= 0 ? H5Dopen2(g, p->name, H5P_DEFAULT) : H5I_INVALID_HID;
         if (ds < 0 || H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, p->data) < 0)
             rc = ft_h5_fail(err, FT_ERUNTIME, "%s: cannot read /model/%s/%s", mf->path, l->name,

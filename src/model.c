@@ -69,7 +69,7 @@ static int build_layer(ft_layer *l, int index, const ft_layer_spec *spec, const 
  * the gradient arena is complete as soon as backward has passed it. */
 static int layout_arenas(ft_model *m, ft_err *err)
 {
-    size_t np = 0, ng = 0;
+    size_t np = 0;
     for (int i = 0; i < m->nlayers; i++) {
         ft_layer *l = &m->layers[i];
         for (int j = 0; j < l->nparams; j++) {
@@ -79,19 +79,13 @@ static int layout_arenas(ft_model *m, ft_err *err)
                 return ft_fail(err, FT_EINPUT, "layer '%s': the model has too many parameters",
                                l->name);
             np += count;
-            if (!l->frozen && l->params[j].learnable)
-                ng += count;
         }
     }
     m->nparams = np;
-    m->ngrads = ng;
     if (ft_check_alloc(np, sizeof(float), "the model (its parameters)", err))
         return err->code;
     m->params = ft_alloc_floats(np, err);
     if (!m->params)
-        return err->code;
-    m->grads = ng ? ft_alloc_floats(ng, err) : NULL;
-    if (ng && !m->grads)
         return err->code;
 
     size_t off = 0;
@@ -102,6 +96,26 @@ static int layout_arenas(ft_model *m, ft_err *err)
             off += l->params[j].count;
         }
     }
+    return ft_model_layout_grads(m, err);
+}
+
+static int param_trains(const ft_layer *l, const ft_param *p)
+{
+    return !l->frozen && p->learnable && !p->frozen;
+}
+
+int ft_model_layout_grads(ft_model *m, ft_err *err)
+{
+    size_t ng = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i].nparams; j++)
+            if (param_trains(&m->layers[i], &m->layers[i].params[j]))
+                ng += m->layers[i].params[j].count;
+    ft_free_floats(m->grads);
+    m->ngrads = ng;
+    m->grads = ng ? ft_alloc_floats(ng, err) : NULL;
+    if (ng && !m->grads)
+        return err->code;
     size_t goff = 0;
     m->first_trainable = m->nlayers;
     for (int i = m->nlayers - 1; i >= 0; i--) {
@@ -109,7 +123,7 @@ static int layout_arenas(ft_model *m, ft_err *err)
         for (int j = 0; j < l->nparams; j++) {
             ft_param *p = &l->params[j];
             p->grad = NULL;
-            if (!l->frozen && p->learnable) {
+            if (param_trains(l, p)) {
                 p->grad = m->grads + goff;
                 goff += p->count;
             }

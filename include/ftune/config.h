@@ -15,6 +15,7 @@
 #define FT_PATH_MAX 512
 #define FT_MAX_LAYERS 256
 #define FT_MAX_CLASSES 4096
+#define FT_PATTERN_MAX 128 /* a "layer.param" glob of freeze.params / freeze.train_params */
 
 enum { FT_TASK_CLASSIFY = 0, FT_TASK_LM = 1 }; /* train.task */
 
@@ -45,6 +46,19 @@ typedef struct ft_config {
     char (*reinit)[FT_NAME_MAX];
     int nreinit;
     ft_name_map pretrained_map; /* pretrained.map: layer -> safetensors name prefix */
+
+    /* freezing by parameter name (src/freeze.c applies it once the model is built) */
+    char (*freeze_params)[FT_PATTERN_MAX]; /* freeze.params: globs over "layer.param" */
+    int nfreeze_params;
+    char (*train_params)[FT_PATTERN_MAX]; /* freeze.train_params: only these (and the below) */
+    int ntrain_params;
+    int bitfit; /* freeze.bitfit: biases, norm parameters and the head train */
+
+    /* lora: adapters on the linear weights of the matched layers (lora_* layer keys) */
+    int lora; /* the group is present */
+    int lora_rank;
+    char (*lora_targets)[FT_NAME_MAX]; /* lora.targets as given; NULL = every linear weight */
+    int nlora_targets;
 
     /* train */
     int epochs;

@@ -11,7 +11,7 @@
 #include "ftune/kv.h"
 
 #define FT_MAX_DIMS 4
-#define FT_MAX_PARAMS 16 /* transformer_block declares 12 */
+#define FT_MAX_PARAMS 24 /* transformer_block: 12, plus 8 with LoRA on its 4 weights */
 #define FT_NAME_MAX 64
 #define FT_MAX_TIES 2
 
@@ -47,6 +47,7 @@ typedef struct ft_param {
     float init_bound;
     float *data;
     float *grad;
+    int frozen; /* frozen by name (freeze.params, bitfit, LoRA) although its layer trains */
 } ft_param;
 
 /* Sums a float array across all ranks in place (SyncBatchNorm). NULL in a

@@ -57,6 +57,9 @@ typedef struct ft_model {
  * Errors name the layer. Does not allocate activations. */
 int ft_model_build(ft_model *m, const ft_shape *input, const ft_layer_spec *specs, int n,
                    ft_err *err);
+/* (Re)builds the gradient arena from the layers' and parameters' frozen flags
+ * (after changing them; ft_model_build calls it). Before ft_model_alloc. */
+int ft_model_layout_grads(ft_model *m, ft_err *err);
 /* Allocates activation memory for batches of up to max_batch rows. */
 int ft_model_alloc(ft_model *m, int max_batch, ft_err *err);
 /* Initialises every parameter from (seed, layer name): same on every rank. */

@@ -9,16 +9,22 @@
 #include "ftune/layer.h"
 
 #include "layers.h"
+#include "lora.h"
 
 typedef struct dense_cfg {
     int units;
     int bias;
     int in; /* flattened input features (setup) */
+    ft_lora lora;
+    int lora_a; /* index of weight_lora_A, -1 without adapters */
 } dense_cfg;
+
+#define DENSE_LORA_SITE 16 /* dropout site of the adapter's input */
 
 static const ft_keydef dense_keys[] = {
     {"units", FT_KV_INT, 1, "number of output features"},
     {"bias", FT_KV_BOOL, 0, "add a learnable bias (default true)"},
+    FT_LORA_KEYDEFS,
     {NULL, 0, 0, NULL},
 };
 
@@ -34,7 +40,7 @@ static int dense_create(ft_layer *l, const ft_kvlist *kv, ft_err *err)
     p->units = (int)units;
     p->bias = ft_kv_bool(kv, "bias", 1);
     l->priv = p;
-    return FT_OK;
+    return ft_lora_create(l, kv, &p->lora, err);
 }
 
 static int dense_setup(ft_layer *l, ft_err *err)
@@ -56,6 +62,9 @@ static int dense_setup(ft_layer *l, ft_err *err)
         ft_shape bs = ft_shape1(p->units);
         ft_layer_add_param(l, "bias", &bs, 1, FT_INIT_UNIFORM, bound);
     }
+    p->lora_a = -1;
+    if (ft_lora_targets(&p->lora, "weight"))
+        p->lora_a = ft_lora_add_params(l, &p->lora, "weight", p->in, p->units);
     return FT_OK;
 }
 
@@ -75,6 +84,15 @@ static void dense_forward(ft_layer *l, const ft_ctx *c, const float *x, float *y
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, l->params[0].data,
                 in, beta, y, out);
+    if (p->lora_a >= 0)
+        ft_lora_fwd(l, c, &p->lora, DENSE_LORA_SITE, 0, 1, (size_t)n, in, out, x,
+                    &l->params[p->lora_a], &l->params[p->lora_a + 1], y, c->ws);
+}
+
+static size_t dense_workspace_floats(const ft_layer *l, int n)
+{
+    const dense_cfg *p = l->priv;
+    return p->lora_a >= 0 ? ft_lora_ws_floats(&p->lora, (size_t)(n > 0 ? n : 0), p->in) : 0;
 }
 
 static void dense_backward(ft_layer *l, const ft_ctx *c, const float *x, const float *y,
@@ -99,6 +117,9 @@ static void dense_backward(ft_layer *l, const ft_ctx *c, const float *x, const f
     if (dx) /* dx = dy W */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, w->data,
                     in, 0.0f, dx, in);
+    if (p->lora_a >= 0) /* after dx: the adapter adds its part */
+        ft_lora_bwd(l, c, &p->lora, DENSE_LORA_SITE, 1, (size_t)n, in, out, x, dy,
+                    &l->params[p->lora_a], &l->params[p->lora_a + 1], dx, c->ws);
 }
 
 const ft_layer_ops ft_dense_ops = {
@@ -106,6 +127,7 @@ const ft_layer_ops ft_dense_ops = {
     .keys = dense_keys,
     .create = dense_create,
     .setup = dense_setup,
+    .workspace_floats = dense_workspace_floats,
     .forward = dense_forward,
     .backward = dense_backward,
 };

@@ -41,6 +41,7 @@
 #include "ftune/layer.h"
 
 #include "layers.h"
+#include "lora.h"
 #include "seqcommon.h"
 
 enum {
@@ -59,8 +60,12 @@ enum {
     P_COUNT
 };
 
-/* dropout sites */
-enum { SITE_PROBS = 1, SITE_ATTN_OUT = 2, SITE_MLP_OUT = 3 };
+/* dropout sites; LoRA's input dropout of weight k (L_*) is site SITE_LORA + k */
+enum { SITE_PROBS = 1, SITE_ATTN_OUT = 2, SITE_MLP_OUT = 3, SITE_LORA = 16 };
+
+/* the linear weights LoRA can adapt */
+enum { L_QKV, L_OUT, L_FC, L_PROJ, L_COUNT };
+static const char *const lora_weights[L_COUNT] = {"attn_qkv", "attn_out", "mlp_fc", "mlp_proj"};
 
 /* rows per forward chunk when nothing is kept for backward */
 #define TB_CHUNK_ROWS 2048
@@ -69,6 +74,8 @@ typedef struct tb_priv {
     int heads, ratio, post_ln, causal, tanh_gelu;
     float dropout, eps;
     int T, D, F, hd; /* setup */
+    ft_lora lora;
+    int lora_a[L_COUNT]; /* index of <weight>_lora_A, -1 without an adapter */
 } tb_priv;
 
 typedef struct tb_bufs {
@@ -85,6 +92,7 @@ static const ft_keydef tb_keys[] = {
     {"activation", FT_KV_STRING, 0,
      "\"gelu_tanh\" (GPT-2's gelu_new; default for pre_ln) or \"gelu\" (exact; default for "
      "post_ln)"},
+    FT_LORA_KEYDEFS,
     {NULL, 0, 0, NULL},
 };
 
@@ -130,7 +138,7 @@ static int tb_create(ft_layer *l, const ft_kvlist *kv, ft_err *err)
     p->dropout = (float)rate;
     p->eps = (float)eps;
     l->priv = p;
-    return FT_OK;
+    return ft_lora_create(l, kv, &p->lora, err);
 }
 
 static int tb_setup(ft_layer *l, ft_err *err)
@@ -173,6 +181,11 @@ static int tb_setup(ft_layer *l, ft_err *err)
     ft_layer_add_param(l, "mlp_fc_bias", &vf, 1, FT_INIT_ZERO, 0.0f);
     ft_layer_add_param(l, "mlp_proj_weight", &wproj, 1, FT_INIT_NORMAL, 0.02f);
     ft_layer_add_param(l, "mlp_proj_bias", &vd, 1, FT_INIT_ZERO, 0.0f);
+    const int lin[L_COUNT] = {d, d, d, f}, lout[L_COUNT] = {3 * d, d, f, d};
+    for (int k = 0; k < L_COUNT; k++)
+        p->lora_a[k] = ft_lora_targets(&p->lora, lora_weights[k])
+                           ? ft_lora_add_params(l, &p->lora, lora_weights[k], lin[k], lout[k])
+                           : -1;
     return FT_OK;
 }
 
@@ -216,8 +229,12 @@ static size_t tb_workspace_floats(const ft_layer *l, int n)
     tb_bufs b;
     const size_t TT = (size_t)p->T * (size_t)p->T;
     const size_t R = (size_t)(n > 0 ? n : 0) * (size_t)p->T;
-    size_t fwd = tb_layout(p, tb_chunk(p, n), 0, NULL, &b);
+    const int chunk = tb_chunk(p, n);
+    size_t fwd = tb_layout(p, chunk, 0, NULL, &b);
     size_t bwd = R * (6 * (size_t)p->D + (size_t)p->F); /* dqkv, three [R, D], [R, rD] */
+    /* LoRA's scratch follows (its widest input is the MLP's F) */
+    fwd += ft_lora_ws_floats(&p->lora, (size_t)(chunk > 0 ? chunk : 0) * (size_t)p->T, p->F);
+    bwd += ft_lora_ws_floats(&p->lora, R, p->F);
     return 2 * TT + (fwd > bwd ? fwd : bwd);
 }
 
@@ -357,9 +374,42 @@ static void add_into(float *y, const float *x, size_t n)
         y[j] += x[j];
 }
 
-/* Forward of samples [i0, i0 + ns); x and y point at sample i0. */
+static void tb_lora_dims(const tb_priv *p, int k, int *in, int *out)
+{
+    *in = k == L_PROJ ? p->F : p->D;
+    *out = k == L_QKV ? 3 * p->D : k == L_FC ? p->F : p->D;
+}
+
+/* y += the adapter of weight k, if it has one, for samples [i0, i0 + ns). */
+static void tb_lora_fwd(const ft_layer *l, const ft_ctx *c, int k, int i0, int ns, const float *x,
+                        float *y, float *lws)
+{
+    const tb_priv *p = l->priv;
+    const int a = p->lora_a[k];
+    int in, out;
+    tb_lora_dims(p, k, &in, &out);
+    if (a >= 0)
+        ft_lora_fwd(l, c, &p->lora, SITE_LORA + (uint64_t)k, i0, p->T, (size_t)ns * (size_t)p->T,
+                    in, out, x, &l->params[a], &l->params[a + 1], y, lws);
+}
+
+/* The adapter's gradients and its part of dx (+=), over the whole batch. */
+static void tb_lora_bwd(const ft_layer *l, const ft_ctx *c, int k, const float *x, const float *dy,
+                        float *dx, float *lws)
+{
+    const tb_priv *p = l->priv;
+    const int a = p->lora_a[k];
+    int in, out;
+    tb_lora_dims(p, k, &in, &out);
+    if (a >= 0)
+        ft_lora_bwd(l, c, &p->lora, SITE_LORA + (uint64_t)k, p->T, (size_t)c->n * (size_t)p->T, in,
+                    out, x, dy, &l->params[a], &l->params[a + 1], dx, lws);
+}
+
+/* Forward of samples [i0, i0 + ns); x and y point at sample i0. lws: LoRA's
+ * scratch. */
 static void tb_fwd_chunk(ft_layer *l, const ft_ctx *c, int i0, int ns, const float *x, float *y,
-                         const tb_bufs *b, float *tmp)
+                         const tb_bufs *b, float *tmp, float *lws)
 {
     const tb_priv *p = l->priv;
     const size_t R = (size_t)ns * (size_t)p->T, RD = R * (size_t)p->D;
@@ -368,29 +418,37 @@ static void tb_fwd_chunk(ft_layer *l, const ft_ctx *c, int i0, int ns, const flo
     if (!p->post_ln) {
         ft_seq_ln_fwd(R, D, p->eps, x, P[P_LN1_W].data, P[P_LN1_B].data, b->h1, b->m1, b->r1);
         ft_seq_linear_fwd(R, D, 3 * D, b->h1, P[P_QKV_W].data, P[P_QKV_B].data, b->qkv);
+        tb_lora_fwd(l, c, L_QKV, i0, ns, b->h1, b->qkv, lws);
         tb_attn_fwd(l, c, i0, ns, b->qkv, b->a, b->probs, tmp);
         ft_seq_linear_fwd(R, D, D, b->a, P[P_OUT_W].data, P[P_OUT_B].data, b->r);
+        tb_lora_fwd(l, c, L_OUT, i0, ns, b->a, b->r, lws);
         if (drop)
             tb_drop_rows(l, c, i0, ns, SITE_ATTN_OUT, b->r, b->r);
         add_into(b->r, x, RD);
         ft_seq_ln_fwd(R, D, p->eps, b->r, P[P_LN2_W].data, P[P_LN2_B].data, b->s2, b->m2, b->r2);
         ft_seq_linear_fwd(R, D, F, b->s2, P[P_FC_W].data, P[P_FC_B].data, b->u);
+        tb_lora_fwd(l, c, L_FC, i0, ns, b->s2, b->u, lws);
         ft_seq_gelu_fwd(R * (size_t)F, p->tanh_gelu, b->u, b->g);
         ft_seq_linear_fwd(R, F, D, b->g, P[P_PROJ_W].data, P[P_PROJ_B].data, y);
+        tb_lora_fwd(l, c, L_PROJ, i0, ns, b->g, y, lws);
         if (drop)
             tb_drop_rows(l, c, i0, ns, SITE_MLP_OUT, y, y);
         add_into(y, b->r, RD);
     } else {
         ft_seq_linear_fwd(R, D, 3 * D, x, P[P_QKV_W].data, P[P_QKV_B].data, b->qkv);
+        tb_lora_fwd(l, c, L_QKV, i0, ns, x, b->qkv, lws);
         tb_attn_fwd(l, c, i0, ns, b->qkv, b->a, b->probs, tmp);
         ft_seq_linear_fwd(R, D, D, b->a, P[P_OUT_W].data, P[P_OUT_B].data, b->r);
+        tb_lora_fwd(l, c, L_OUT, i0, ns, b->a, b->r, lws);
         if (drop)
             tb_drop_rows(l, c, i0, ns, SITE_ATTN_OUT, b->r, b->r);
         add_into(b->r, x, RD);
         ft_seq_ln_fwd(R, D, p->eps, b->r, P[P_LN1_W].data, P[P_LN1_B].data, b->h1, b->m1, b->r1);
         ft_seq_linear_fwd(R, D, F, b->h1, P[P_FC_W].data, P[P_FC_B].data, b->u);
+        tb_lora_fwd(l, c, L_FC, i0, ns, b->h1, b->u, lws);
         ft_seq_gelu_fwd(R * (size_t)F, p->tanh_gelu, b->u, b->g);
         ft_seq_linear_fwd(R, F, D, b->g, P[P_PROJ_W].data, P[P_PROJ_B].data, b->s2);
+        tb_lora_fwd(l, c, L_PROJ, i0, ns, b->g, b->s2, lws);
         if (drop)
             tb_drop_rows(l, c, i0, ns, SITE_MLP_OUT, b->s2, b->s2);
         add_into(b->s2, b->h1, RD);
@@ -408,14 +466,15 @@ static void tb_forward(ft_layer *l, const ft_ctx *c, const float *x, float *y, f
     tb_bufs b;
     if (saved) {
         tb_layout(p, n, 1, saved, &b);
-        tb_fwd_chunk(l, c, 0, n, x, y, &b, c->ws);
+        tb_fwd_chunk(l, c, 0, n, x, y, &b, c->ws, c->ws + 2 * TT);
         return;
     }
     const int chunk = tb_chunk(p, n);
+    float *lws = c->ws + 2 * TT + tb_layout(p, chunk, 0, NULL, &b);
     for (int i0 = 0; i0 < n; i0 += chunk) {
         const int ns = n - i0 < chunk ? n - i0 : chunk;
         tb_layout(p, ns, 0, c->ws + 2 * TT, &b);
-        tb_fwd_chunk(l, c, i0, ns, x + (size_t)i0 * TD, y + (size_t)i0 * TD, &b, c->ws);
+        tb_fwd_chunk(l, c, i0, ns, x + (size_t)i0 * TD, y + (size_t)i0 * TD, &b, c->ws, lws);
     }
 }
 
@@ -439,7 +498,7 @@ static void tb_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
     for (int j = 0; j < P_COUNT; j++)
         G[j] = P[j].grad;
     float *tmp = c->ws, *dqkv = tmp + 2 * TT, *dA = dqkv + 3 * RD, *dB = dA + RD, *dC = dB + RD;
-    float *dF = dC + RD;
+    float *dF = dC + RD, *lws = dF + R * (size_t)F;
 
     if (!p->post_ln) {
         const float *dm = dy;
@@ -448,8 +507,10 @@ static void tb_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
             dm = dA;
         }
         ft_seq_linear_bwd(R, F, D, b.g, P[P_PROJ_W].data, dm, G[P_PROJ_W], G[P_PROJ_B], dF, 0);
+        tb_lora_bwd(l, c, L_PROJ, b.g, dm, dF, lws);
         ft_seq_gelu_bwd(R * (size_t)F, p->tanh_gelu, b.u, dF, dF);
         ft_seq_linear_bwd(R, D, F, b.s2, P[P_FC_W].data, dF, G[P_FC_W], G[P_FC_B], dA, 0);
+        tb_lora_bwd(l, c, L_FC, b.s2, dF, dA, lws);
         memcpy(dB, dy, sizeof(float) * RD); /* dB = d x2: residual + ln2 */
         ft_seq_ln_bwd(R, D, b.r, b.m2, b.r2, P[P_LN2_W].data, dA, G[P_LN2_W], G[P_LN2_B], dB, 1);
         const float *dao = dB;
@@ -458,8 +519,10 @@ static void tb_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
             dao = dA;
         }
         ft_seq_linear_bwd(R, D, D, b.a, P[P_OUT_W].data, dao, G[P_OUT_W], G[P_OUT_B], dC, 0);
+        tb_lora_bwd(l, c, L_OUT, b.a, dao, dC, lws);
         tb_attn_bwd(l, c, b.qkv, b.probs, dC, dqkv, tmp);
         ft_seq_linear_bwd(R, D, 3 * D, b.h1, P[P_QKV_W].data, dqkv, G[P_QKV_W], G[P_QKV_B], dA, 0);
+        tb_lora_bwd(l, c, L_QKV, b.h1, dqkv, dA, lws);
         if (dx)
             memcpy(dx, dB, sizeof(float) * RD);
         ft_seq_ln_bwd(R, D, x, b.m1, b.r1, P[P_LN1_W].data, dA, G[P_LN1_W], G[P_LN1_B], dx, 1);
@@ -471,9 +534,11 @@ static void tb_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
             dm = dA;
         }
         ft_seq_linear_bwd(R, F, D, b.g, P[P_PROJ_W].data, dm, G[P_PROJ_W], G[P_PROJ_B], dF, 0);
+        tb_lora_bwd(l, c, L_PROJ, b.g, dm, dF, lws);
         ft_seq_gelu_bwd(R * (size_t)F, p->tanh_gelu, b.u, dF, dF);
         /* dB = d h1: residual + fc */
         ft_seq_linear_bwd(R, D, F, b.h1, P[P_FC_W].data, dF, G[P_FC_W], G[P_FC_B], dB, 1);
+        tb_lora_bwd(l, c, L_FC, b.h1, dF, dB, lws);
         ft_seq_ln_bwd(R, D, b.r, b.m1, b.r1, P[P_LN1_W].data, dB, G[P_LN1_W], G[P_LN1_B], dA, 0);
         const float *dao = dA;
         if (drop) {
@@ -481,10 +546,12 @@ static void tb_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
             dao = dC;
         }
         ft_seq_linear_bwd(R, D, D, b.a, P[P_OUT_W].data, dao, G[P_OUT_W], G[P_OUT_B], dB, 0);
+        tb_lora_bwd(l, c, L_OUT, b.a, dao, dB, lws);
         tb_attn_bwd(l, c, b.qkv, b.probs, dB, dqkv, tmp);
         if (dx)
             memcpy(dx, dA, sizeof(float) * RD);
         ft_seq_linear_bwd(R, D, 3 * D, x, P[P_QKV_W].data, dqkv, G[P_QKV_W], G[P_QKV_B], dx, 1);
+        tb_lora_bwd(l, c, L_QKV, x, dqkv, dx, lws);
     }
 }
 

@@ -726,6 +726,99 @@ static void test_model(void)
     ft_model_free(&b);
 }
 
+/* ---- LoRA adapters (src/layers/lora.c) --------------------------------------------------- */
+
+static void lora_kv(ft_kvlist *kv, double dropout, const char *targets)
+{
+    ft_kv_set_int(kv, "lora_rank", 2);
+    ft_kv_set_float(kv, "lora_alpha", 3.0);
+    ft_kv_set_float(kv, "lora_dropout", dropout);
+    if (targets)
+        ft_kv_set_string(kv, "lora_targets", targets);
+}
+
+static void test_lora_block(const char *style, double dropout, const char *targets, int nadapt)
+{
+    char what[128];
+    snprintf(what, sizeof what, "lora transformer_block %s dropout=%g targets=%s", style, dropout,
+             targets ? targets : "all");
+    ft_layer l;
+    ft_err err = {0};
+    ft_kvlist kv = {0};
+    ft_kv_set_int(&kv, "heads", 2);
+    ft_kv_set_int(&kv, "mlp_ratio", 2);
+    ft_kv_set_string(&kv, "style", style);
+    ft_kv_set_bool(&kv, "causal", 1);
+    lora_kv(&kv, dropout, targets);
+    const int T = 4, D = 8, n = 3;
+    if (!CHECK(make_layer(&l, "transformer_block", "h.0", shape2(T, D), &kv, &err) == FT_OK)) {
+        fprintf(stderr, "%s: %s\n", what, err.msg);
+        return;
+    }
+    CHECK(l.nparams == 12 + 2 * nadapt);
+    if (nadapt == 4) { /* A [r, in], B [out, r] after the block's own 12 */
+        CHECK(strcmp(l.params[12].name, "attn_qkv_lora_A") == 0 && l.params[12].count == 2 * 8);
+        CHECK(strcmp(l.params[13].name, "attn_qkv_lora_B") == 0 && l.params[13].count == 24 * 2);
+        CHECK(strcmp(l.params[19].name, "mlp_proj_lora_B") == 0 && l.params[19].count == 8 * 2);
+        CHECK(l.params[18].count == 2 * 16 && l.params[13].init == FT_INIT_ZERO);
+    }
+    float x[3 * 4 * 8];
+    fill_uniform(x, sizeof x / sizeof x[0], 11, -1.5f, 1.5f);
+    const int lengths[3] = {4, 3, 2};
+    const uint64_t ids[3] = {17, 4, 99};
+    ft_ctx c = make_ctx(n, 1, lengths, ids);
+    fd_check(&l, &c, x, 1, 3e-3, 5e-3, what);
+    /* evaluation's chunked forward (no saved) gives the same output */
+    float y1[3 * 4 * 8], y2[3 * 4 * 8];
+    free(run_fwd(&l, &c, x, y1, 1));
+    free(run_fwd(&l, &c, x, y2, 0));
+    CHECK(rows_equal(y1, y2, sizeof y1 / sizeof y1[0]));
+    /* B = 0 (its init): the adapters change nothing */
+    ft_kvlist kv0 = kv;
+    ft_kv_set_int(&kv0, "lora_rank", 0);
+    ft_layer base;
+    CHECK(make_layer(&base, "transformer_block", "h.0", shape2(T, D), &kv0, &err) == FT_OK);
+    for (int j = 12; j < l.nparams; j += 2)
+        memset(l.params[j + 1].data, 0, l.params[j + 1].count * sizeof(float));
+    ft_ctx ce = make_ctx(n, 0, lengths, ids);
+    free(run_fwd(&l, &ce, x, y1, 0));
+    free(run_fwd(&base, &ce, x, y2, 0));
+    CHECK(rows_equal(y1, y2, sizeof y1 / sizeof y1[0]));
+    free_layer(&base);
+    free_layer(&l);
+}
+
+static void test_lora_dense(double dropout)
+{
+    ft_layer l;
+    ft_err err = {0};
+    ft_kvlist kv = {0};
+    ft_kv_set_int(&kv, "units", 5);
+    lora_kv(&kv, dropout, "weight");
+    if (!CHECK(make_layer(&l, "dense", "fc", ft_shape1(7), &kv, &err) == FT_OK))
+        return;
+    CHECK(l.nparams == 4 && strcmp(l.params[2].name, "weight_lora_A") == 0);
+    CHECK(l.params[2].shape.d[0] == 2 && l.params[2].shape.d[1] == 7);
+    CHECK(l.params[3].shape.d[0] == 5 && l.params[3].shape.d[1] == 2);
+    float x[4 * 7];
+    fill_uniform(x, sizeof x / sizeof x[0], 5, -1.0f, 1.0f);
+    const uint64_t ids[4] = {3, 8, 1, 40};
+    ft_ctx c = make_ctx(4, 1, NULL, ids);
+    fd_check(&l, &c, x, 1, 3e-3, 5e-3, dropout > 0 ? "lora dense dropout" : "lora dense");
+    free_layer(&l);
+    /* a target the layer does not have: no adapters */
+    ft_kvlist kv2 = {0};
+    ft_kv_set_int(&kv2, "units", 5);
+    lora_kv(&kv2, 0.0, "attn_qkv");
+    CHECK(make_layer(&l, "dense", "fc", ft_shape1(7), &kv2, &err) == FT_OK);
+    CHECK(l.nparams == 2);
+    free_layer(&l);
+    ft_kv_set_float(&kv2, "lora_dropout", 1.0);
+    CHECK(make_layer(&l, "dense", "fc", ft_shape1(7), &kv2, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "lora_dropout must be in [0, 1)");
+    free_layer(&l);
+}
+
 int main(void)
 {
     test_embedding_values();
@@ -744,5 +837,11 @@ int main(void)
     test_block_chunks();
     test_seq_pool();
     test_model();
+    test_lora_block("pre_ln", 0.0, NULL, 4);
+    test_lora_block("post_ln", 0.0, NULL, 4);
+    test_lora_block("pre_ln", 0.25, NULL, 4);
+    test_lora_block("post_ln", 0.25, "attn_qkv,mlp_fc", 2);
+    test_lora_dense(0.0);
+    test_lora_dense(0.3);
     return tu_done("test_transformer");
 }
