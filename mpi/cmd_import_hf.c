@@ -15,9 +15,10 @@ static void hf_usage(FILE *f)
     fputs("usage: ftune import hf DIR -o OUT.h5 [--config-out OUT.cfg] [--classes K]\n"
           "                       [--new-head] [--head-name NAME] [--seq-len T] [--seed S]\n"
           "                       [--config CONFIG.json]\n"
+          "       ftune import hf DIR -o OUT.h5 --lm [--config-out OUT.cfg] [--seq-len T] ...\n"
           "\n"
           "Turns a Hugging Face GPT-2 or BERT checkpoint into an ftune model: the base model\n"
-          "plus a sequence classification head.\n"
+          "plus a sequence classification head, or with --lm a GPT-2 language model.\n"
           "\n"
           "  DIR                a checkpoint directory with config.json and model.safetensors\n"
           "                     (F32, F16 or BF16), or the .safetensors file itself\n"
@@ -30,6 +31,9 @@ static void hf_usage(FILE *f)
           "                     none (GPT2Model, GPT2LMHeadModel, BertModel); must match the\n"
           "                     checkpoint's head otherwise\n"
           "  --new-head         ignore the checkpoint's head; start a fresh one of K classes\n"
+          "  --lm               GPT-2 only: end in an lm_head tied to wte (not pool + score)\n"
+          "                     and generate train.task = \"lm\"; the checkpoint's\n"
+          "                     lm_head.weight, if any, must equal wte.weight\n"
           "  --head-name NAME   the head's tensor prefix and ftune layer name (default:\n"
           "                     score for GPT-2, classifier for BERT)\n"
           "  --seq-len T        tokens per row, model.input = [T]: the --max-len of your\n"
@@ -107,6 +111,8 @@ int cmd_import_hf(int argc, char **argv)
             o.head_name = argv[++i];
         } else if (!strcmp(a, "--new-head")) {
             o.new_head = 1;
+        } else if (!strcmp(a, "--lm")) {
+            o.lm = 1;
         } else if (!strcmp(a, "--classes") && more) {
             if (parse_count(a, argv[++i], FT_MAX_CLASSES, &v))
                 return 2;
@@ -165,11 +171,17 @@ int cmd_import_hf(int argc, char **argv)
     for (int i = 0; i < r.model.nlayers; i++)
         for (int j = 0; j < r.model.layers[i].nparams; j++)
             params += r.model.layers[i].params[j].count;
-    printf("%s: Hugging Face %s%s%s%s -> %s: %d layers, %zu parameters, input [%d], %d classes "
-           "(%s)\n",
-           st_path, r.model_type, r.prefix[0] ? " (prefix '" : "", r.prefix,
-           r.prefix[0] ? "')" : "", out, r.model.nlayers, params, r.model.input.d[0],
-           r.model.classes, r.fresh_head ? "fresh head" : "head from the checkpoint");
+    printf("%s: Hugging Face %s%s%s%s -> %s: %d layers, %zu parameters, input [%d], ", st_path,
+           r.model_type, r.prefix[0] ? " (prefix '" : "", r.prefix, r.prefix[0] ? "')" : "", out,
+           r.model.nlayers, params, r.model.input.d[0]);
+    if (r.lm)
+        printf("language model: lm_head tied to wte, vocabulary %d (%s)\n",
+               r.model.layers[r.model.nlayers - 1].out.d[1],
+               r.lm_head_checked ? "the checkpoint's lm_head.weight equals wte.weight"
+                                 : "the checkpoint has no lm_head.weight");
+    else
+        printf("%d classes (%s)\n", r.model.classes,
+               r.fresh_head ? "fresh head" : "head from the checkpoint");
     if (r.nskipped)
         printf("skipped %d tensor%s the model does not use: %s\n", r.nskipped,
                r.nskipped == 1 ? "" : "s", r.skipped);

@@ -164,6 +164,7 @@ typedef struct hctx {
     ft_st_file st;
     unsigned char *used; /* per tensor of st */
     sbuf notes;
+    int lm_checked; /* an LM import found lm_head.weight equal to wte.weight */
 } hctx;
 
 static int read_json(const char *path, ft_json **out, ft_err *err)
@@ -295,6 +296,7 @@ static int cfg_refuse_true(hctx *h, const char *key, const char *why, ft_err *er
 
 typedef struct arch {
     int bert;
+    int lm; /* GPT-2 language model: lm_head tied to wte instead of pool + a classifier */
     long vocab, dim, layers, heads, ratio, positions, segments, classes, seq_len;
     double eps, block_drop, emb_drop, head_drop;
     const char *act; /* ftune activation */
@@ -442,11 +444,17 @@ static void gen_layers(sbuf *b, const arch *a, const char *pre_comment)
                       "mlp_ratio = %ld; style = \"pre_ln\"; causal = true; activation = \"%s\"; "
                       "eps = %s; dropout = %s; },\n",
                       i, a->heads, a->ratio, a->act, e, d1);
-        sb_printf(b,
-                  "    { name = \"ln_f\"; type = \"layernorm\"; eps = %s; },\n"
-                  "    { name = \"pool\"; type = \"seq_pool\"; mode = \"last\"; },\n"
-                  "    { name = \"%s\"; type = \"dense\"; units = %ld; bias = false; }\n",
-                  e, a->head, a->classes);
+        if (a->lm)
+            sb_printf(b,
+                      "    { name = \"ln_f\"; type = \"layernorm\"; eps = %s; },\n"
+                      "    { name = \"lm_head\"; type = \"lm_head\"; tie = \"wte\"; }\n",
+                      e);
+        else
+            sb_printf(b,
+                      "    { name = \"ln_f\"; type = \"layernorm\"; eps = %s; },\n"
+                      "    { name = \"pool\"; type = \"seq_pool\"; mode = \"last\"; },\n"
+                      "    { name = \"%s\"; type = \"dense\"; units = %ld; bias = false; }\n",
+                      e, a->head, a->classes);
     } else {
         sb_printf(b,
                   "    { name = \"embeddings\"; type = \"embedding\"; vocab = %ld; dim = %ld; "
@@ -495,14 +503,16 @@ static char *gen_config(const hctx *h, const arch *a, const ft_hf_opts *o, const
         }
         sb_printf(&b, "\n");
     }
-    sb_printf(&b, "run = {\n  dir = \"runs/hf-%s-finetune\";\n  seed = %llu;\n};\n\n",
-              a->bert ? "bert" : "gpt2", (unsigned long long)o->seed);
+    sb_printf(&b, "run = {\n  dir = \"runs/hf-%s-%s\";\n  seed = %llu;\n};\n\n",
+              a->bert ? "bert" : "gpt2", a->lm ? "lm" : "finetune", (unsigned long long)o->seed);
     sb_printf(&b, "data = {\n");
     if (with_extras)
-        sb_printf(&b, "  # token id datasets from `ftune data import-text` with this model's "
-                      "tokenizer\n  # and --max-len equal to model.input\n"
-                      "  train = \"data/train.h5\";  # set: your training set\n"
-                      "  eval = \"\";                # set: your evaluation set (\"\" = none)\n");
+        sb_printf(&b,
+                  "  # token id datasets from `ftune data import-text` with this model's "
+                  "tokenizer\n  # and --max-len equal to model.input%s\n"
+                  "  train = \"data/train.h5\";  # set: your training set\n"
+                  "  eval = \"\";                # set: your evaluation set (\"\" = none)\n",
+                  a->lm ? "; their labels are not used (task = \"lm\")" : "");
     else
         sb_printf(&b, "  train = \"data/train.h5\";\n  eval = \"\";\n");
     sb_printf(&b, "};\n\nmodel = {\n");
@@ -518,22 +528,35 @@ static char *gen_config(const hctx *h, const arch *a, const ft_hf_opts *o, const
         sb_printf(&b, "\n# Start from the imported weights (a relative path is resolved against "
                       "the\n# directory ftune runs in).\npretrained = {\n  file = ");
         sb_printf(&b, "\"%s\";\n", o->model_path ? o->model_path : "MODEL.h5");
-        sb_printf(&b,
-                  "  # %s\n  # reinit = [\"%s\"];  # a fresh head (change its units for another "
-                  "class count)\n};\n",
-                  a->head_in_file ? "the head came from the checkpoint"
-                                  : "the head was initialised fresh by the import",
-                  a->head);
-        sb_printf(&b,
-                  "\n# Train only %s and the head on frozen features:\n"
-                  "# freeze = { upto = \"%s%ld\"; };\n",
-                  a->bert ? "the pooler" : "ln_f", a->bert ? "encoder.layer." : "h.",
-                  a->layers - 1);
+        if (a->lm)
+            sb_printf(&b, "  # lm_head has no tensor of its own: it is tied to wte's weight\n};\n");
+        else
+            sb_printf(&b,
+                      "  # %s\n  # reinit = [\"%s\"];  # a fresh head (change its units for "
+                      "another class count)\n};\n",
+                      a->head_in_file ? "the head came from the checkpoint"
+                                      : "the head was initialised fresh by the import",
+                      a->head);
+        if (a->lm && a->layers > 1)
+            sb_printf(&b,
+                      "\n# Train only the last block and ln_f (wte, and with it the tied head, "
+                      "frozen):\n# freeze = { upto = \"h.%ld\"; };\n",
+                      a->layers - 2);
+        else if (!a->lm)
+            sb_printf(&b,
+                      "\n# Train only %s and the head on frozen features:\n"
+                      "# freeze = { upto = \"%s%ld\"; };\n",
+                      a->bert ? "the pooler" : "ln_f", a->bert ? "encoder.layer." : "h.",
+                      a->layers - 1);
         sb_printf(&b, "\n# Fine-tuning defaults for a pre-trained transformer: a small learning "
                       "rate\n# with warm-up and cosine decay.\n");
+        if (a->lm)
+            sb_printf(&b, "# A causal LM (docs/text.md, \"Training a language model\"): the "
+                          "logits are\n# [batch_size, T, vocab] floats, so the batch is small.\n");
     }
-    sb_printf(&b, "train = {\n  epochs = 3;\n  batch_size = 32;\n"
-                  "  optimizer = { type = \"adamw\"; lr = 0.00005; weight_decay = 0.01; };\n"
+    sb_printf(&b, "train = {\n%s  epochs = 3;\n  batch_size = %d;\n",
+              a->lm ? "  task = \"lm\";\n" : "", a->lm ? 8 : 32);
+    sb_printf(&b, "  optimizer = { type = \"adamw\"; lr = 0.00005; weight_decay = 0.01; };\n"
                   "  schedule = { type = \"cosine\"; warmup_steps = 100; };\n};\n");
     sb_printf(&b, "checkpoint = { every = 500; keep_last = 2; };\n");
     sb_printf(&b, "log = { every = 50; };\n");
@@ -654,6 +677,48 @@ static int bind(hctx *h, ft_model *m, const char *layer, const char *param, int 
     return rc;
 }
 
+/* GPT2LMHeadModel's lm_head.weight, when the file has it, is the tied copy of wte.weight:
+ * ftune's lm_head aliases wte's weight, so any other value (an untied head) is refused.
+ * Sets *checked when the tensor was there and equal. */
+static int check_tied_lm_head(hctx *h, const ft_model *m, const char *pre, int *checked,
+                              ft_err *err)
+{
+    static const char name[] = "lm_head.weight";
+    *checked = 0;
+    if (!ft_st_find(&h->st, name))
+        return FT_OK;
+    const ft_layer *l = ft_model_find(m, "wte");
+    const ft_param *w = l && l->nparams > 0 ? &l->params[0] : NULL;
+    if (!w || strcmp(w->name, "weight"))
+        return ft_fail(err, FT_ERUNTIME, "internal: the model has no parameter wte.weight");
+    const ft_st_tensor *t;
+    int rc = want_tensor(h, name, "lm_head", "weight (tied to wte)", &t, err);
+    if (rc)
+        return rc;
+    if (t->rank != 2 || t->shape[0] != w->shape.d[0] || t->shape[1] != w->shape.d[1]) {
+        char sa[96];
+        return ft_fail(err, FT_EINPUT,
+                       "%s: tensor '%s' has shape %s, expected [%d, %d] (the tied copy of "
+                       "'%swte.weight')",
+                       h->st.path, name, shape_str(t->shape, t->rank, sa, sizeof sa), w->shape.d[0],
+                       w->shape.d[1], pre);
+    }
+    float *tmp = ft_alloc_floats(w->count, err);
+    if (!tmp)
+        return err->code;
+    rc = read_checked(h, t, tmp, err);
+    for (size_t i = 0; !rc && i < w->count; i++)
+        if (tmp[i] != w->data[i])
+            rc = ft_fail(err, FT_EINPUT,
+                         "%s: tensor '%s' differs from '%swte.weight' (element %zu: %g, not %g): "
+                         "an untied LM head, which ftune does not support (its lm_head is tied to "
+                         "wte, as GPT-2's)",
+                         h->st.path, name, pre, i, (double)tmp[i], (double)w->data[i]);
+    ft_free_floats(tmp);
+    *checked = !rc;
+    return rc;
+}
+
 static int bind_gpt2(hctx *h, ft_model *m, const arch *a, const char *pre, ft_err *err)
 {
     int rc;
@@ -689,6 +754,8 @@ static int bind_gpt2(hctx *h, ft_model *m, const arch *a, const char *pre, ft_er
     if ((rc = bind(h, m, "ln_f", "weight", CV_AS_IS, pre, "ln_f.weight", NULL, NULL, err)) ||
         (rc = bind(h, m, "ln_f", "bias", CV_AS_IS, pre, "ln_f.bias", NULL, NULL, err)))
         return rc;
+    if (a->lm)
+        return check_tied_lm_head(h, m, pre, &h->lm_checked, err);
     if (a->head_in_file) {
         char hpre[FT_NAME_MAX + 2];
         snprintf(hpre, sizeof hpre, "%s.", a->head);
@@ -854,6 +921,21 @@ static int valid_head_name(const char *s)
 
 static int decide_head(hctx *h, const ft_hf_opts *o, arch *a, ft_err *err)
 {
+    if (a->lm) {
+        if (a->bert)
+            return ft_fail(err, FT_EINPUT,
+                           "--lm: %s is a BERT checkpoint; ftune imports GPT-2 language models "
+                           "only (model_type \"gpt2\")",
+                           h->cfg_path);
+        if (o->classes > 0 || o->new_head || o->head_name)
+            return ft_fail(err, FT_EINPUT,
+                           "--lm imports the language model (lm_head tied to wte); --classes, "
+                           "--new-head and --head-name are for a classification head");
+        snprintf(a->head, sizeof a->head, "lm_head");
+        a->classes = 0;
+        a->head_in_file = 0;
+        return FT_OK;
+    }
     const char *head = o->head_name ? o->head_name : a->bert ? "classifier" : "score";
     if (!valid_head_name(head))
         return ft_fail(err, FT_EINPUT,
@@ -894,8 +976,11 @@ static int decide_head(hctx *h, const ft_hf_opts *o, arch *a, ft_err *err)
     if (o->classes < 1)
         return ft_fail(err, FT_EINPUT,
                        "%s: the checkpoint has no classification head (tensor '%s'); give "
-                       "--classes K for a fresh head of K classes",
-                       h->st.path, wname);
+                       "--classes K for a fresh head of K classes%s",
+                       h->st.path, wname,
+                       !a->bert && ft_st_find(&h->st, "lm_head.weight")
+                           ? ", or --lm to import the language model (lm_head tied to wte)"
+                           : "");
     if (o->classes > FT_MAX_CLASSES)
         return ft_fail(err, FT_EINPUT, "--classes %d: at most %d", o->classes, FT_MAX_CLASSES);
     a->classes = o->classes;
@@ -915,6 +1000,7 @@ int ft_hf_import(const ft_hf_opts *o, ft_hf_result *out, ft_err *err)
     h.cfg_path = o->config_path;
     arch a;
     memset(&a, 0, sizeof a);
+    a.lm = o->lm != 0;
     char *stored = NULL;
     int rc = read_json(o->config_path, &h.cfg, err);
     const char *mt = NULL;
@@ -994,7 +1080,9 @@ int ft_hf_import(const ft_hf_opts *o, ft_hf_result *out, ft_err *err)
         out->notes = sb_take(&h.notes);
         if (!out->notes)
             rc = ft_fail(err, FT_ERUNTIME, "out of memory");
-        out->fresh_head = !a.head_in_file;
+        out->fresh_head = !a.lm && !a.head_in_file;
+        out->lm = a.lm;
+        out->lm_head_checked = h.lm_checked;
     }
     free(h.notes.s);
     free(stored);

@@ -8,10 +8,12 @@
  *
  * The classification head (score / classifier) is read from the checkpoint
  * when it has one; otherwise, or with new_head, a fresh head of `classes`
- * units is initialised as ftune initialises any new layer. Tensors the model
- * does not use (a tied lm_head, attention mask buffers, position_ids,
- * pretraining heads) are listed in `skipped`. Every problem with the files is
- * FT_EINPUT naming the file and the JSON key or tensor. */
+ * units is initialised as ftune initialises any new layer. With `lm` (GPT-2
+ * only) the chain ends in an lm_head tied to wte instead, for train.task =
+ * "lm"; a checkpoint's lm_head.weight must then equal wte.weight. Tensors the
+ * model does not use (a tied lm_head of a classifier import, attention mask
+ * buffers, position_ids, pretraining heads) are listed in `skipped`. Every problem with the files
+ * is FT_EINPUT naming the file and the JSON key or tensor. */
 #ifndef FTUNE_HF_H
 #define FTUNE_HF_H
 
@@ -31,6 +33,8 @@ typedef struct ft_hf_opts {
     int classes;           /* > 0: units of the head (must match a checkpoint head unless
                               new_head); 0: take the checkpoint's */
     int new_head;          /* 1: ignore the checkpoint's head, start a fresh one */
+    int lm;                /* 1: a GPT-2 language model (lm_head tied to wte, train.task = "lm")
+                              instead of a classifier; excludes classes, new_head, head_name */
     int seq_len;           /* model.input [T]; 0: the model's maximum positions */
     uint64_t seed;         /* initialisation of a fresh head, and run.seed */
 } ft_hf_opts;
@@ -47,6 +51,8 @@ typedef struct ft_hf_result {
     char model_type[16]; /* "gpt2" | "bert" */
     char prefix[32];     /* "transformer.", "bert." or "" */
     int fresh_head;      /* 1 when the head was initialised, not read */
+    int lm;              /* 1: the chain ends in lm_head tied to wte (opts.lm) */
+    int lm_head_checked; /* lm: the checkpoint's lm_head.weight was found equal to wte.weight */
 } ft_hf_result;
 
 /* Finds config.json and model.safetensors: path is a directory holding both,

@@ -13,7 +13,8 @@ ft_init "$@"
 
 cat >mk.py <<'EOF'
 """mk.py DIR gpt2|bert [--drop T] [--shape T=a,b] [--dtype T=I32] [--nan T] [--extra T]
-   [--set KEY=JSON] [--del KEY] [--head] [--f16] [--truncate BYTES] [--bad-json]"""
+   [--set KEY=JSON] [--del KEY] [--head] [--f16] [--truncate BYTES] [--bad-json] [--tied]
+   --tied: lm_head.weight holds wte.weight's values (GPT2LMHeadModel's tie)"""
 import json, random, struct, sys
 
 out, kind, args = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -63,7 +64,7 @@ else:
         add(h + "output.LayerNorm.weight", D); add(h + "output.LayerNorm.bias", D)
     add("pooler.dense.weight", D, D); add("pooler.dense.bias", D)
     head = {"classifier.weight": [C, D], "classifier.bias": [C]}
-dtypes, nans, truncate, bad_json, f16 = {}, set(), 0, False, False
+dtypes, nans, truncate, bad_json, f16, tied = {}, set(), 0, False, False, False
 i = 0
 while i < len(args):
     a = args[i]
@@ -80,8 +81,9 @@ while i < len(args):
     elif a == "--head": T.update(head); i -= 1
     elif a == "--f16": f16 = True; i -= 1
     elif a == "--bad-json": bad_json = True; i -= 1
+    elif a == "--tied": tied = True; i -= 1
     else: sys.exit("mk.py: unknown option " + a)
-hdr, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
+hdr, blobs, off, made = {"__metadata__": {"format": "pt"}}, [], 0, {}
 for name, shape in T.items():
     n = 1
     for s in shape:
@@ -90,6 +92,9 @@ for name, shape in T.items():
     vals = [float("nan") if name in nans else r.uniform(-0.5, 0.5) for _ in range(n)]
     if name.endswith("attn.bias"):
         vals = [1.0] * n
+    if tied and name == "lm_head.weight" and T[name] == T["transformer.wte.weight"]:
+        vals = made["transformer.wte.weight"]
+    made[name] = vals
     if dt == "F32": raw = struct.pack(f"<{n}f", *vals)
     elif dt == "F16": raw = struct.pack(f"<{n}e", *vals)
     elif dt == "I32": raw = struct.pack(f"<{n}i", *[int(100 * x) for x in vals])
@@ -199,6 +204,30 @@ ft bert-train 0 train bert.cfg --set data.train=tok12.h5 --set run.dir=run-bert 
 expect_ok bert-train
 [ -f run-bert/model.h5 ] || fail "[bert-train] no run-bert/model.h5"
 
+# --lm: GPT2LMHeadModel as a language model, lm_head tied to wte, train.task = "lm"
+mk gpt2lm gpt2 --tied
+ft gpt2lm 0 import hf gpt2lm -o gpt2lm.h5 --lm --seq-len 8 --config-out gpt2lm.cfg
+expect_ok gpt2lm
+grep -qF "language model: lm_head tied to wte, vocabulary 11 (the checkpoint's lm_head.weight equals wte.weight)" \
+    gpt2lm.out || fail "[gpt2lm] $(cat gpt2lm.out)"
+grep -qF "lm_head.weight" <(grep skipped gpt2lm.out) && fail "[gpt2lm] lm_head.weight listed as skipped"
+grep -qF '{ name = "ln_f"; type = "layernorm"; eps = 1e-05; },' gpt2lm.cfg &&
+    grep -qF '{ name = "lm_head"; type = "lm_head"; tie = "wte"; }' gpt2lm.cfg ||
+    fail "[gpt2lm] generated head: $(grep -A1 ln_f gpt2lm.cfg)"
+grep -qE 'seq_pool|"score"' gpt2lm.cfg && fail "[gpt2lm] pool or score in the LM config"
+grep -qF 'task = "lm";' gpt2lm.cfg || fail "[gpt2lm] no train.task = \"lm\""
+h5ls -r gpt2lm.h5 | grep -q '/model/lm_head/' && fail "[gpt2lm] lm_head stores a tensor of its own"
+mk gpt2lm-nohead gpt2 --drop lm_head.weight
+ft gpt2lm-nohead 0 import hf gpt2lm-nohead -o gpt2lm-nohead.h5 --lm --seq-len 8
+expect_ok gpt2lm-nohead
+grep -qF "(the checkpoint has no lm_head.weight)" gpt2lm-nohead.out ||
+    fail "[gpt2lm-nohead] $(cat gpt2lm-nohead.out)"
+ft gpt2lm-train 0 train gpt2lm.cfg --set data.train=tok8.h5 --set data.eval=tok8.h5 \
+    --set run.dir=run-gpt2lm --set train.max_steps=3
+expect_ok gpt2lm-train
+grep -q perplexity "$TMP/gpt2lm-train.out" || fail "[gpt2lm-train] no LM evaluation (perplexity)"
+[ -f run-gpt2lm/model.h5 ] || fail "[gpt2lm-train] no run-gpt2lm/model.h5"
+
 # ---- malformed input: exit 2 naming the file and the key or tensor --------------------------
 mkdir nocfg
 cp gpt2/model.safetensors nocfg/
@@ -258,7 +287,15 @@ hostile not-gpt2 wrongkind --classes 3 -- "tensor 'wte.weight' (or 'transformer.
 
 # options
 hostile no-head gpt2 -- "gpt2/model.safetensors: the checkpoint has no classification head (tensor 'score.weight')" \
-    "--classes K"
+    "--classes K" "or --lm to import the language model"
+hostile lm-untied gpt2 --lm -- "gpt2/model.safetensors: tensor 'lm_head.weight' differs from 'transformer.wte.weight'" \
+    "an untied LM head, which ftune does not support"
+mk lmshape gpt2 --shape lm_head.weight=12,8
+hostile lm-shape lmshape --lm -- "lmshape/model.safetensors: tensor 'lm_head.weight' has shape [12, 8], expected [11, 8]"
+mk lmnan gpt2 --nan lm_head.weight
+hostile lm-nan lmnan --lm -- "tensor 'lm_head.weight' holds a NaN"
+hostile lm-classes gpt2lm --lm --classes 3 -- "--lm imports the language model" "--classes"
+hostile lm-bert bert --lm -- "--lm: bert/config.json is a BERT checkpoint" "GPT-2 language models only"
 hostile classes-mismatch bert --classes 4 -- "head 'classifier.weight' has 3 classes, not --classes 4" \
     "--new-head"
 hostile seq-len gpt2 --classes 3 --seq-len 13 -- "--seq-len 13 is longer than the model's position table (n_positions = 12"

@@ -10,12 +10,19 @@ little-endian data), with random weights under HF names and the buffers real che
   bert_seqcls    BertForSequenceClassification (bert. prefix), F32, head in the file
   gpt2_lm_f16    GPT2LMHeadModel, F16 with BF16 ln_f / wpe, --classes 3: a fresh head
   bert_pretrain  BertForPreTraining (cls.predictions.* skipped), --classes 2: a fresh head
+  gpt2_lm        GPT2LMHeadModel, F32, lm_head.weight = wte.weight, --lm: the whole causal LM
+                 (lm_head tied to wte), trained with train.task = "lm"'s loss
 
 Each is imported with `ftune import hf`; tests/parity/transformer_harness runs the model file on
 padded token ids (per-row lengths, as HF's attention_mask with right padding) and gives the
 logits and every parameter gradient, which are compared with the PyTorch references of
-tests/parity/test_transformer.py (HF's code in float64) within 1e-4 relative. A fresh head has
-no reference value, so it is read back from the model file (checked to be ftune's dense
+tests/parity/test_transformer.py (HF's code in float64) within 1e-4 relative. The classifiers
+back-propagate a random dy from the logits. For gpt2_lm the harness computes ftune's LM loss
+(ft_lm_loss: position t predicts token t + 1 for t + 1 < length, the mean over the targets) and
+back-propagates its gradient; the reference is GPT2LMHeadModel's loss with labels = input_ids and
+the padding labelled -100, and the loss, the logits at every position and every gradient are
+compared (wte's gradient holds the tied head's part, checked to be far from negligible). A fresh
+head has no reference value, so it is read back from the model file (checked to be ftune's dense
 initialisation) and given to the reference.
 
 Exit status: 0 all passed, 1 a mismatch, 77 torch (or h5py) not available.
@@ -28,9 +35,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from parity_common import Checker, Workdir, h5py, np, parse_args, run, t64  # noqa: E402
+from parity_common import rel_err  # noqa: E402
 from test_transformer import (ID, bert_block_map, bert_block_params,  # noqa: E402
-                              bert_classifier, gpt2_block_map, gpt2_block_params,
-                              gpt2_classifier)
+                              bert_classifier, causal_lm_loss, gpt2_block_map,
+                              gpt2_block_params, gpt2_classifier, gpt2_lm_logits)
 
 TOL = 1e-4
 N, T, D, H, V, NB = 3, 10, 32, 4, 61, 2
@@ -133,13 +141,15 @@ def bert_config():
             "use_cache": True, "classifier_dropout": None, "transformers_version": "4.40.0"}
 
 
-def gpt2_layers(head):
-    """(ftune layer, param, HF names, HF -> ftune) for every parameter of the imported model."""
+def gpt2_layers(head, lm=False):
+    """(ftune layer, param, HF names, HF -> ftune) for every parameter of the imported model
+    (lm: no head parameter, lm_head is tied to wte's weight)."""
     m = [("wte", "weight", ["wte.weight"], ID), ("wte", "position", ["wpe.weight"], ID)]
     for b in range(NB):
         m += [(f"h.{b}", p, hf, fn) for p, hf, fn in gpt2_block_map(f"h.{b}.")]
-    m += [("ln_f", "weight", ["ln_f.weight"], ID), ("ln_f", "bias", ["ln_f.bias"], ID),
-          (head, "weight", ["score.weight"], ID)]
+    m += [("ln_f", "weight", ["ln_f.weight"], ID), ("ln_f", "bias", ["ln_f.bias"], ID)]
+    if not lm:
+        m.append((head, "weight", ["score.weight"], ID))
     return m
 
 
@@ -160,10 +170,10 @@ def bert_layers(head):
 
 
 class Case:
-    def __init__(self, name, kind, C, P, tensors, config, args, skipped, fresh):
+    def __init__(self, name, kind, C, P, tensors, config, args, skipped, fresh, lm=False):
         self.name, self.kind, self.C, self.P = name, kind, C, P
         self.tensors, self.config, self.args = tensors, config, args
-        self.skipped, self.fresh = skipped, fresh
+        self.skipped, self.fresh, self.lm = skipped, fresh, lm
 
 
 def make_cases(rng):
@@ -215,6 +225,18 @@ def make_cases(rng):
     cfg["architectures"] = ["BertForPreTraining"]
     cases.append(Case("bert_pretrain", "bert", 2, P, t, cfg, ["--classes", "2", "--seed", "7"],
                       ["cls.predictions.bias", "cls.seq_relationship.weight"], True))
+
+    # GPT2LMHeadModel imported as a language model (--lm): lm_head.weight is wte.weight's copy
+    # (as a tied checkpoint stores it), checked and not loaded; mask buffers skipped
+    P = gpt2_params(rng, 0)
+    t = {"transformer." + k: (v, "F32") for k, v in P.items()}
+    t["lm_head.weight"] = (P["wte.weight"], "F32")
+    for b in range(NB):
+        t[f"transformer.h.{b}.attn.bias"] = (causal, "F32")
+    cfg = gpt2_config()
+    cfg["architectures"] = ["GPT2LMHeadModel"]
+    cases.append(Case("gpt2_lm", "gpt2", 0, P, t, cfg, ["--lm"],
+                      ["transformer.h.*.attn.bias (2)"], False, lm=True))
     return cases
 
 
@@ -234,9 +256,21 @@ def prepare(c, wd, ftune, chk):
     cfg_out = os.path.join(d, "ft.cfg")
     out = run([ftune, "import", "hf", d, "-o", c.model, "--seq-len", str(T),
                "--config-out", cfg_out] + c.args)
-    head = "score" if c.kind == "gpt2" else "classifier"
-    chk.expect(f"{c.name}: {'fresh head' if c.fresh else 'head from the checkpoint'}",
-               ("fresh head" if c.fresh else "head from the checkpoint") in out, out)
+    if c.lm:
+        head = "lm_head"
+        chk.expect(f"{c.name}: imported as a tied LM",
+                   "language model: lm_head tied to wte, vocabulary %d (the checkpoint's "
+                   "lm_head.weight equals wte.weight)" % V in out, out)
+        chk.expect(f"{c.name}: lm_head.weight is not skipped", "lm_head.weight" not in
+                   "".join(l for l in out.splitlines() if l.startswith("skipped")), out)
+        with open(cfg_out) as f:
+            text = f.read()
+        chk.expect(f"{c.name}: the config trains an LM", 'task = "lm";' in text and
+                   '{ name = "lm_head"; type = "lm_head"; tie = "wte"; }' in text, text)
+    else:
+        head = "score" if c.kind == "gpt2" else "classifier"
+        chk.expect(f"{c.name}: {'fresh head' if c.fresh else 'head from the checkpoint'}",
+                   ("fresh head" if c.fresh else "head from the checkpoint") in out, out)
     for s in c.skipped:
         chk.expect(f"{c.name}: skipped lists {s}", s in out, out)
     chk.expect(f"{c.name}: --config-out written", os.path.exists(cfg_out))
@@ -259,6 +293,8 @@ def prepare(c, wd, ftune, chk):
 
 
 def reference(c, ids, P):
+    if c.lm:
+        return gpt2_lm_logits(ids, P, NB, H, LENGTHS)
     if c.kind == "gpt2":
         return gpt2_classifier(ids, P, NB, H, LENGTHS)
     return bert_classifier(ids, P, NB, H, LENGTHS)
@@ -285,18 +321,34 @@ def main():
                 c.ids = rng.integers(0, V, size=(N, T))
                 g["x"] = c.ids.astype(np.float32)
                 g["lengths"] = np.asarray(LENGTHS, dtype=np.int32)
-                c.dy = rng.standard_normal((N, c.C)).astype(np.float32)
-                g["dy"] = c.dy
+                if c.lm:
+                    g.attrs["loss"] = "lm"
+                else:
+                    c.dy = rng.standard_normal((N, c.C)).astype(np.float32)
+                    g["dy"] = c.dy
         run([args.harness, cases_h5, results_h5])
         with h5py.File(results_h5, "r") as res:
             for c in cases:
                 r = res[c.name]
                 P = {k: t64(v).requires_grad_(True) for k, v in c.P.items()}
-                y = reference(c, torch_long(c.ids), P)
-                y.backward(t64(c.dy))
+                ids = torch_long(c.ids)
+                y = reference(c, ids, P)
+                if c.lm:
+                    loss = causal_lm_loss(y, ids, LENGTHS)
+                    loss.backward()
+                    chk.check(f"{c.name} loss", np.float64(r.attrs["loss"]), loss.item(), TOL,
+                              group="lm loss")
+                    targets = sum(max(n - 1, 0) for n in LENGTHS)
+                    chk.expect(f"{c.name}: {targets} targets", r.attrs["targets"] == targets,
+                               str(r.attrs["targets"]))
+                    chk.expect(f"{c.name}: lm_head has no gradient of its own",
+                               len(r["grads"]["lm_head"]) == 0, str(list(r["grads"]["lm_head"])))
+                    check_head_share(chk, c, ids, P)
+                else:
+                    y.backward(t64(c.dy))
                 chk.check(f"{c.name} logits", r["y"][()], y.detach().numpy(), TOL, group="logits")
                 head = heads[c.name]
-                mapping = gpt2_layers(head) if c.kind == "gpt2" else bert_layers(head)
+                mapping = (gpt2_layers(head, c.lm) if c.kind == "gpt2" else bert_layers(head))
                 seen = set()
                 for layer, pname, hf, fn in mapping:
                     hf = [h.replace("score.", head + ".").replace("classifier.", head + ".")
@@ -312,6 +364,18 @@ def main():
         if rc:
             raise SystemExit(rc)
     return 0
+
+
+def check_head_share(chk, c, ids, P):
+    """The tied head's part of wte's gradient must matter: without it (the head's weight
+    detached), wte's gradient is far from the full one, so comparing the full gradient within
+    TOL tests that ftune's lm_head adds into the embedding's gradient."""
+    Q = {k: v.detach().clone().requires_grad_(True) for k, v in P.items()}
+    y = gpt2_lm_logits(ids, Q, NB, H, LENGTHS, head=Q["wte.weight"].detach())
+    causal_lm_loss(y, ids, LENGTHS).backward()
+    err = rel_err(Q["wte.weight"].grad.numpy(), P["wte.weight"].grad.numpy())
+    chk.expect(f"{c.name}: the tied head's share of the wte gradient is not negligible "
+               f"(without it: relative difference {err:.3g})", err > 100 * TOL)
 
 
 def torch_long(ids):

@@ -90,15 +90,39 @@ def bert_layer(x, P, pre, H, lengths, eps=1e-12):
                         P[pre + "output.LayerNorm.bias"], eps)
 
 
-def gpt2_classifier(ids, P, nblocks, H, lengths):
-    """GPT2ForSequenceClassification: the last real token's hidden state, score without bias."""
+def gpt2_hidden(ids, P, nblocks, H, lengths):
+    """GPT2Model: wte + wpe, the blocks, ln_f -> [n, T, D]."""
     n, T = ids.shape
     x = P["wte.weight"][ids] + P["wpe.weight"][torch.arange(T)][None]
     for b in range(nblocks):
         x = gpt2_block(x, P, f"h.{b}.", H, lengths)
-    x = F.layer_norm(x, (x.shape[-1],), P["ln_f.weight"], P["ln_f.bias"], 1e-5)
+    return F.layer_norm(x, (x.shape[-1],), P["ln_f.weight"], P["ln_f.bias"], 1e-5)
+
+
+def gpt2_classifier(ids, P, nblocks, H, lengths):
+    """GPT2ForSequenceClassification: the last real token's hidden state, score without bias."""
+    n, T = ids.shape
+    x = gpt2_hidden(ids, P, nblocks, H, lengths)
     last = torch.as_tensor(lengths) - 1
     return x[torch.arange(n), last] @ P["score.weight"].T
+
+
+def gpt2_lm_logits(ids, P, nblocks, H, lengths, head=None):
+    """GPT2LMHeadModel: logits [n, T, V] at every position; lm_head (no bias) is tied to
+    wte.weight unless another head weight is given."""
+    return gpt2_hidden(ids, P, nblocks, H, lengths) @ (P["wte.weight"] if head is None
+                                                        else head).T
+
+
+def causal_lm_loss(logits, ids, lengths):
+    """GPT2LMHeadModel's loss with labels = input_ids and the padding labelled -100: logits at
+    t predict label t + 1, cross-entropy averaged over the labels that are not -100, i.e. the
+    targets t + 1 < length (train.task = "lm", include/ftune/lmloss.h)."""
+    n, T, V = logits.shape
+    labels = ids.clone()
+    labels[torch.arange(T)[None, :] >= torch.as_tensor(lengths)[:, None]] = -100
+    return F.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1),
+                           ignore_index=-100)
 
 
 def bert_classifier(ids, P, nblocks, H, lengths):

@@ -9,13 +9,17 @@
  *   x           float32 [n, ...input shape] (token ids for an embedding first layer)
  *   lengths     int32 [n] (optional): ctx->lengths, real tokens per row
  *   dy          float32 [n, ...output shape] (optional: no backward without it)
+ *   attribute loss = "lm" (optional, instead of dy): the output is logits [n, T, V] over token
+ *               ids x [n, T]; the causal LM loss of train.task = "lm" (include/ftune/lmloss.h:
+ *               position t predicts x[t + 1] for t + 1 < length, the mean over the targets)
+ *               is computed, and its gradient is the dy of the backward pass
  *   layers/<i>  for i = 0 .. nlayers-1: attributes kind, name (default "layer<i>"), frozen;
  *               kv/ one attribute per layer setting (int, float or string; bools as int 0/1);
  *               params/<p> float32, every parameter the layer declares, in ftune's layout
  * RESULTS.h5 gets, in a group of the same name: y (the last layer's output), out/<i> (each
- * layer's output), and with dy: dx (the input gradient; prefilled with NaN so an element no
- * layer writes shows up) and grads/<layer name>/<p> for every learnable parameter of a
- * non-frozen layer.
+ * layer's output), with loss = "lm" the attributes loss and targets, and with dy: dx (the input
+ * gradient; prefilled with NaN so an element no layer writes shows up) and grads/<layer name>/<p>
+ * for every learnable parameter of a non-frozen layer.
  *
  * The layers run in order through the public ft_layer_ops table, as the model runs them, with
  * a saved buffer and a workspace of exactly the sizes each layer asks for; every layer is asked
@@ -30,6 +34,7 @@
 #include "ftune/h5util.h"
 #include "ftune/kv.h"
 #include "ftune/layer.h"
+#include "ftune/lmloss.h"
 #include "ftune/rng.h"
 
 #include "parity_h5.h"
@@ -175,7 +180,14 @@ static void run_case(hid_t g, hid_t og, const char *cname)
         c.lengths = len.data;
     }
 
-    const int backward = ph_exists(g, "dy");
+    char loss_kind[16];
+    ph_attr_str(g, "loss", "", loss_kind, sizeof loss_kind);
+    if (loss_kind[0] && strcmp(loss_kind, "lm"))
+        ph_die("%s: loss = \"%s\": only \"lm\" is known", cname, loss_kind);
+    const int lm = loss_kind[0] != 0;
+    if (lm && ph_exists(g, "dy"))
+        ph_die("%s: give dy or loss = \"lm\", not both", cname);
+    const int backward = lm || ph_exists(g, "dy");
     hid_t outs = ph_group(og, "out", 1);
     const float *cur = x.data;
     for (int i = 0; i < nl; i++) {
@@ -189,8 +201,28 @@ static void run_case(hid_t g, hid_t og, const char *cname)
     ph_write_shaped(og, "y", act[nl - 1], n, &L[nl - 1].out);
 
     if (backward) {
-        ph_array dy = ph_read_floats(g, "dy");
         const size_t nout = (size_t)n * ft_shape_count(&L[nl - 1].out);
+        ph_array dy = {0};
+        if (lm) {
+            const ft_shape *o = &L[nl - 1].out;
+            if (in.rank != 1 || o->rank != 2 || o->d[0] != in.d[0])
+                ph_die("%s: loss = \"lm\" needs token ids [T] in and logits [T, V] out", cname);
+            const int T = in.d[0], V = o->d[1];
+            const double targets = ft_lm_targets(c.lengths, n, T);
+            if (targets < 1)
+                ph_die("%s: loss = \"lm\": no row has two real tokens", cname);
+            dy.data = ph_alloc_floats(nout, NAN);
+            dy.count = nout;
+            ft_lm_stats st = {0, 0, 0};
+            long bad = ft_lm_loss(act[nl - 1], x.data, c.lengths, n, T, V, (float)(1.0 / targets),
+                                  dy.data, &st);
+            if (bad >= 0)
+                ph_die("%s: row %ld has a target id outside [0, %d)", cname, bad, V);
+            ph_write_double_attr(og, "loss", st.nll / st.tokens);
+            ph_write_double_attr(og, "targets", st.tokens);
+        } else {
+            dy = ph_read_floats(g, "dy");
+        }
         if (dy.count != nout)
             ph_die("%s: dy has %zu values, the output has %zu", cname, dy.count, nout);
         float *d[2] = {ph_alloc_floats((size_t)n * widest, NAN),

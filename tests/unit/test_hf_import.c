@@ -80,7 +80,7 @@ static void free_ckpt(ckpt *c)
         free(c->data[i]);
 }
 
-static int import(const char *dir, int classes, ft_hf_result *r, ft_err *err)
+static int import_opts(const char *dir, int classes, int lm, ft_hf_result *r, ft_err *err)
 {
     char cfg[FT_PATH_MAX], st[FT_PATH_MAX];
     int rc = ft_hf_locate(dir, NULL, cfg, st, err);
@@ -93,8 +93,14 @@ static int import(const char *dir, int classes, ft_hf_result *r, ft_err *err)
     o.config_path = cfg;
     o.weights_path = st;
     o.classes = classes;
+    o.lm = lm;
     o.seq_len = 3;
     return ft_hf_import(&o, r, err);
+}
+
+static int import(const char *dir, int classes, ft_hf_result *r, ft_err *err)
+{
+    return import_opts(dir, classes, 0, r, err);
 }
 
 static const float *param(const ft_hf_result *r, const char *layer, const char *name)
@@ -177,6 +183,46 @@ static void test_gpt2(const char *tmp)
                                       "\"gelu_tanh\"; eps = 1e-05; dropout = 0.1;");
     CHECK_STR_CONTAINS(r.config_text, "{ name = \"score\"; type = \"dense\"; units = 2; bias = "
                                       "false; }");
+    ft_hf_result_free(&r);
+
+    /* --lm: lm_head tied to wte; lm_head.weight (a copy of wte.weight) is checked, not skipped */
+    float *lmw = (float *)tensor(&c, "lm_head.weight");
+    memcpy(lmw, tensor(&c, "transformer.wte.weight"), sizeof(float) * V * D);
+    snprintf(dir, sizeof dir, "%s/gpt2-lm", tmp);
+    save(&c, dir, GPT2_CONFIG);
+    rc = import_opts(dir, 0, 1, &r, &err);
+    CHECK(rc == 0);
+    if (!rc) {
+        CHECK(r.lm == 1 && r.lm_head_checked == 1 && r.fresh_head == 0);
+        const ft_layer *head = &r.model.layers[r.model.nlayers - 1];
+        const ft_layer *wte = ft_model_find(&r.model, "wte");
+        CHECK(!strcmp(head->name, "lm_head") && !strcmp(head->ops->kind, "lm_head"));
+        CHECK(head->nparams == 0 && head->nties == 1 && wte &&
+              head->ties[0].data == wte->params[0].data);
+        CHECK(head->out.rank == 2 && head->out.d[0] == 3 && head->out.d[1] == V);
+        CHECK(!memcmp(param(&r, "wte", "weight"), tensor(&c, "transformer.wte.weight"),
+                      sizeof(float) * V * D));
+        CHECK(ft_model_find(&r.model, "pool") == NULL && ft_model_find(&r.model, "score") == NULL);
+        CHECK(r.nskipped == 2 && strstr(r.skipped, "lm_head") == NULL);
+        CHECK_STR_CONTAINS(r.skipped, "score.weight");
+        CHECK_STR_CONTAINS(r.config_text, "{ name = \"lm_head\"; type = \"lm_head\"; tie = "
+                                          "\"wte\"; }");
+        CHECK_STR_CONTAINS(r.config_text, "task = \"lm\";");
+        CHECK(strstr(r.config_text, "seq_pool") == NULL);
+    } else {
+        fprintf(stderr, "%s\n", err.msg);
+    }
+    ft_hf_result_free(&r);
+    /* an untied head: one value differs */
+    lmw[7] += 0.5f;
+    snprintf(dir, sizeof dir, "%s/gpt2-untied", tmp);
+    save(&c, dir, GPT2_CONFIG);
+    CHECK(import_opts(dir, 0, 1, &r, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "gpt2-untied/model.safetensors: tensor 'lm_head.weight' differs "
+                                "from 'transformer.wte.weight' (element 7");
+    ft_hf_result_free(&r);
+    CHECK(import_opts(dir, 2, 1, &r, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "--lm imports the language model");
     ft_hf_result_free(&r);
 
     /* a missing tensor and a wrong shape name the tensor */
