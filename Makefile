@@ -3,6 +3,7 @@
 #   make / make build   Release build in build/ (binary: build/ftune)
 #   make test           install deps, build build/ and build-asan/, run all tests
 #   make demo           install deps, build, run scripts/demo.sh
+#   make demo-text      install deps, build, run scripts/demo-text.sh (needs npm's registry)
 #   make bench          run bench/run.sh
 #   make format         clang-format -i the C sources
 #   make lint           format check, cppcheck, no-MPI-in-core check
@@ -21,7 +22,7 @@ ASAN_OPTS := $(ASAN_OPTS):detect_stack_use_after_return=1
 SAN_ENV = ASAN_OPTIONS=$(ASAN_OPTS) UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
           LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
 
-.PHONY: all build build-asan deps test demo bench format lint clean
+.PHONY: all build build-asan deps test demo demo-text bench format lint clean
 
 all: build
 
@@ -53,6 +54,10 @@ test: deps
 demo: deps
 	$(MAKE) build
 	bash scripts/demo.sh
+
+demo-text: deps
+	$(MAKE) build
+	bash scripts/demo-text.sh
 
 bench: build
 	@if [ -f bench/run.sh ]; then bash bench/run.sh; \

