@@ -91,6 +91,26 @@ typedef struct ft_layer_ops {
                      float *dx, const float *saved);
     /* Frees priv contents; NULL means free(priv) is enough. */
     void (*destroy)(ft_layer *l);
+
+    /* Incremental decoding (src/generate.c, include/ftune/generate.h): one position of one
+     * sequence per call, evaluation mode, for layers whose per-sample shapes are [T] or
+     * [T, W] (a "row" is one position: 1 token id, or W floats). step == NULL: the kind
+     * cannot run position by position and a model holding it is refused for generation. */
+    /* Lowers *max_pos to the positions the layer can step through (embedding: its position
+     * table); FT_EINPUT naming the layer when its settings rule stepping out (a bidirectional
+     * attention block). NULL: any number. */
+    int (*step_limit)(const ft_layer *l, int *max_pos, ft_err *err);
+    /* Floats of one sequence's cache for positions 0..max_pos-1 (attention keys and
+     * values); NULL = 0. A step reads only the rows of positions <= pos, so a cache reused
+     * for the next sequence needs no clearing. */
+    size_t (*step_cache_floats)(const ft_layer *l, int max_pos);
+    /* Scratch floats for one step; NULL = 0. */
+    size_t (*step_ws_floats)(const ft_layer *l, int max_pos);
+    /* y_row = the layer's output at position pos, given its input there and the cache of
+     * positions < pos (which it extends with position pos). Same numbers as forward over a
+     * sequence with that prefix. */
+    void (*step)(ft_layer *l, float *cache, int max_pos, int pos, const float *x_row, float *y_row,
+                 float *ws);
 } ft_layer_ops;
 
 struct ft_layer {

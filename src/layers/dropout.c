@@ -99,6 +99,18 @@ static void dropout_backward(ft_layer *l, const ft_ctx *c, const float *x, const
         memcpy(dx, dy, sizeof(float) * total);
 }
 
+/* Generation runs in evaluation mode: the identity on one row of the last dimension. */
+static void dropout_step(ft_layer *l, float *cache, int max_pos, int pos, const float *x_row,
+                         float *y_row, float *ws)
+{
+    (void)cache;
+    (void)max_pos;
+    (void)pos;
+    (void)ws;
+    if (y_row != x_row)
+        memcpy(y_row, x_row, sizeof(float) * (size_t)l->in.d[l->in.rank - 1]);
+}
+
 const ft_layer_ops ft_dropout_ops = {
     .kind = "dropout",
     .keys = dropout_keys,
@@ -106,4 +118,5 @@ const ft_layer_ops ft_dropout_ops = {
     .setup = dropout_setup,
     .forward = dropout_forward,
     .backward = dropout_backward,
+    .step = dropout_step,
 };

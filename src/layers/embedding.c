@@ -172,6 +172,35 @@ static void emb_backward(ft_layer *l, const ft_ctx *c, const float *x, const flo
         memset(dx, 0, sizeof(float) * (size_t)c->n * (size_t)T);
 }
 
+/* Generation: a position beyond the table has no embedding. */
+static int emb_step_limit(const ft_layer *l, int *max_pos, ft_err *err)
+{
+    (void)err;
+    const ft_param *pos = emb_param(l, "position");
+    if (pos && pos->shape.d[0] < *max_pos)
+        *max_pos = pos->shape.d[0];
+    return FT_OK;
+}
+
+/* One position of emb_forward: x_row is the token id. */
+static void emb_step(ft_layer *l, float *cache, int max_pos, int pos, const float *x_row,
+                     float *y_row, float *ws)
+{
+    (void)cache;
+    (void)max_pos;
+    (void)ws;
+    const emb_priv *p = l->priv;
+    const int D = p->dim;
+    const ft_param *pp = emb_param(l, "position"), *seg = emb_param(l, "segment");
+    memcpy(y_row, l->params[0].data + (size_t)emb_id(p, x_row[0]) * D, sizeof(float) * (size_t)D);
+    if (pp)
+        for (int j = 0; j < D; j++)
+            y_row[j] += pp->data[(size_t)pos * D + j];
+    if (seg)
+        for (int j = 0; j < D; j++)
+            y_row[j] += seg->data[j];
+}
+
 const ft_layer_ops ft_embedding_ops = {
     .kind = "embedding",
     .keys = emb_keys,
@@ -179,4 +208,6 @@ const ft_layer_ops ft_embedding_ops = {
     .setup = emb_setup,
     .forward = emb_forward,
     .backward = emb_backward,
+    .step_limit = emb_step_limit,
+    .step = emb_step,
 };

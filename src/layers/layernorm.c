@@ -105,6 +105,19 @@ static void ln_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
                   l->params[1].grad, dx, 0);
 }
 
+/* One row of ln_forward (the row's own statistics; nothing kept). */
+static void ln_step(ft_layer *l, float *cache, int max_pos, int pos, const float *x_row,
+                    float *y_row, float *ws)
+{
+    (void)cache;
+    (void)max_pos;
+    (void)pos;
+    (void)ws;
+    float mean, rstd;
+    ft_seq_ln_fwd(1, ln_dim(l), ((const ln_priv *)l->priv)->eps, x_row, l->params[0].data,
+                  l->params[1].data, y_row, &mean, &rstd);
+}
+
 const ft_layer_ops ft_layernorm_ops = {
     .kind = "layernorm",
     .keys = ln_keys,
@@ -114,4 +127,5 @@ const ft_layer_ops ft_layernorm_ops = {
     .workspace_floats = ln_workspace_floats,
     .forward = ln_forward,
     .backward = ln_backward,
+    .step = ln_step,
 };

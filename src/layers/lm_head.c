@@ -123,6 +123,19 @@ static void lm_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
                     p->vocab, w->data, p->D, 0.0f, dx, p->D);
 }
 
+/* One position of lm_forward: logits[V] = W x_row. */
+static void lm_step(ft_layer *l, float *cache, int max_pos, int pos, const float *x_row,
+                    float *y_row, float *ws)
+{
+    (void)cache;
+    (void)max_pos;
+    (void)pos;
+    (void)ws;
+    const lm_priv *p = l->priv;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, p->vocab, p->D, 1.0f, lm_weight(l)->data, p->D, x_row,
+                1, 0.0f, y_row, 1);
+}
+
 const ft_layer_ops ft_lm_head_ops = {
     .kind = "lm_head",
     .keys = lm_keys,
@@ -130,4 +143,5 @@ const ft_layer_ops ft_lm_head_ops = {
     .setup = lm_setup,
     .forward = lm_forward,
     .backward = lm_backward,
+    .step = lm_step,
 };
