@@ -235,24 +235,32 @@ int ft_gen_run(ft_gen_state *s, const int32_t *prompt, int n_prompt, const ft_ge
         logits = ft_gen_step(s, prompt[t]);
     int why = FT_GEN_END_MAX_NEW;
     for (int i = 0; i < o->max_new; i++) {
-        if (s->pos >= s->max_pos) { /* no position left for another token */
+        if (s->pos >= s->max_pos || !logits) { /* the prompt filled the context */
             why = FT_GEN_END_MAX_LEN;
             break;
         }
+        for (int v = 0; v < s->vocab; v++)
+            if (!isfinite(logits[v]))
+                return ft_fail(err, FT_ERUNTIME,
+                               "the model gives a non-finite logit (id %d) at position %d", v,
+                               s->pos - 1);
         int32_t id = ft_gen_pick(logits, s->vocab, o, &r, s->cand);
         if (id == o->stop_id) {
             why = FT_GEN_END_STOP;
             break;
         }
-        out[(*n_out)++] = id;
-        /* the token's own step is needed only for the logits of the one after it */
-        if (i + 1 < o->max_new && s->pos < s->max_pos) {
-            if (id >= s->in_vocab) /* an untied head wider than the embedding */
-                return ft_fail(err, FT_EINPUT,
-                               "generated id %d is outside the embedding's vocabulary [0, %d)",
-                               (int)id, s->in_vocab);
-            logits = ft_gen_step(s, id);
+        out[(*n_out)++] = id; /* it sits at position s->pos */
+        if (i + 1 == o->max_new)
+            break;
+        if (s->pos + 1 >= s->max_pos) { /* no position for a token after it */
+            why = FT_GEN_END_MAX_LEN;
+            break;
         }
+        if (id >= s->in_vocab) /* an untied head wider than the embedding */
+            return ft_fail(err, FT_EINPUT,
+                           "generated id %d is outside the embedding's vocabulary [0, %d)", (int)id,
+                           s->in_vocab);
+        logits = ft_gen_step(s, id);
     }
     if (end)
         *end = why;

@@ -174,6 +174,11 @@ static void test_cache_equals_full(void)
         first++;
     CHECK(ft_generate(&m, prompt, 3, &o, out, &n, &end, &err) == FT_OK);
     CHECK(n == first && end == FT_GEN_END_STOP && memcmp(out, seq + 3, (size_t)n * 4) == 0);
+
+    /* a damaged weight: an error, not tokens picked from NaN */
+    m.layers[m.nlayers - 2].params[1].data[3] = NAN; /* ln_f bias */
+    CHECK(ft_generate(&m, prompt, 3, &o, out, &n, &end, &err) == FT_ERUNTIME);
+    CHECK_STR_CONTAINS(err.msg, "non-finite logit");
     ft_model_free(&m);
 }
 
