@@ -31,15 +31,21 @@ int ft_gen_opts_check(const ft_gen_opts *o, int V, ft_err *err);
 /* Why a sequence ended. */
 enum ft_gen_end { FT_GEN_END_MAX_NEW = 0, FT_GEN_END_STOP = 1, FT_GEN_END_MAX_LEN = 2 };
 
-/* Decoding state of one sequence at a time (reused across sequences). */
+/* Decoding state: caches for up to `batch` sequences decoded together (reused across
+ * sequences). */
 typedef struct ft_gen_state {
     ft_model *m;
     int max_pos; /* positions the model can hold (its position table, else its input T) */
     int vocab;   /* logits per position */
     int in_vocab;
-    int pos; /* positions fed so far */
-    float **cache;
+    int batch;
+    int pos;          /* ft_gen_step: positions fed to sequence 0 */
+    size_t seq_cache; /* floats of one sequence's cache over all layers */
+    size_t *cache_off;
     float *cache_mem, *ws, *row[2];
+    ft_step_row *rows;
+    int *slot; /* [3 batch]: slots, positions and sequences of a step's rows */
+    int32_t *ids;
     struct ft_gen_cand *cand; /* sampling scratch [vocab] */
 } ft_gen_state;
 
@@ -47,12 +53,13 @@ typedef struct ft_gen_state {
  * shape [T, W], causal attention. FT_EINPUT naming the first layer that cannot. *max_pos gets
  * the context length. */
 int ft_gen_check(const ft_model *m, int *max_pos, ft_err *err);
-int ft_gen_init(ft_gen_state *s, ft_model *m, ft_err *err);
+/* A state for batch >= 1 sequences at a time: batch * (2 max_pos D per block) cache floats. */
+int ft_gen_init(ft_gen_state *s, ft_model *m, int batch, ft_err *err);
 void ft_gen_free(ft_gen_state *s);
-/* Starts a new sequence (pos = 0). */
+/* Starts a new sequence 0 for ft_gen_step (pos = 0). */
 void ft_gen_reset(ft_gen_state *s);
-/* Feeds token id at position s->pos and advances; returns the logits [vocab] predicting the
- * next token (valid until the next call), or NULL when the context is full. */
+/* Feeds token id to sequence 0 at position s->pos and advances; returns the logits [vocab]
+ * predicting the next token (valid until the next call), or NULL when the context is full. */
 const float *ft_gen_step(ft_gen_state *s, int32_t id);
 
 /* A candidate token while sampling. */
@@ -76,8 +83,11 @@ int ft_generate(ft_model *m, const int32_t *prompt, int n_prompt, const ft_gen_o
                 int32_t *out, int *n_out, int *end, ft_err *err);
 /* n prompts of different lengths: prompt i is prompts[i * stride .. + lengths[i]) (as the rows
  * of a padded dataset); its output is out[i * max_new ..], n_out[i] ids, ends[i] (may be NULL).
- * Prompt i samples from stream (seed, i), so it gives what ft_gen_run with seq i gives. */
+ * Up to `batch` prompts are decoded together, each at its own position (one sgemm per layer
+ * for all of them); prompt i samples from stream (seed, i), so it gets what ft_gen_run with
+ * seq i gets (up to the rounding of a wider sgemm). */
 int ft_generate_batch(ft_model *m, const int32_t *prompts, const int *lengths, int n, int stride,
-                      const ft_gen_opts *o, int32_t *out, int *n_out, int *ends, ft_err *err);
+                      int batch, const ft_gen_opts *o, int32_t *out, int *n_out, int *ends,
+                      ft_err *err);
 
 #endif

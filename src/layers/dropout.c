@@ -99,16 +99,15 @@ static void dropout_backward(ft_layer *l, const ft_ctx *c, const float *x, const
         memcpy(dx, dy, sizeof(float) * total);
 }
 
-/* Generation runs in evaluation mode: the identity on one row of the last dimension. */
-static void dropout_step(ft_layer *l, float *cache, int max_pos, int pos, const float *x_row,
-                         float *y_row, float *ws)
+/* Generation runs in evaluation mode: the identity on n rows of the last dimension. */
+static void dropout_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                         float *y, float *ws)
 {
-    (void)cache;
+    (void)rows;
     (void)max_pos;
-    (void)pos;
     (void)ws;
-    if (y_row != x_row)
-        memcpy(y_row, x_row, sizeof(float) * (size_t)l->in.d[l->in.rank - 1]);
+    if (y != x)
+        memcpy(y, x, sizeof(float) * (size_t)n * (size_t)l->in.d[l->in.rank - 1]);
 }
 
 const ft_layer_ops ft_dropout_ops = {

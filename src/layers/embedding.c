@@ -182,23 +182,25 @@ static int emb_step_limit(const ft_layer *l, int *max_pos, ft_err *err)
     return FT_OK;
 }
 
-/* One position of emb_forward: x_row is the token id. */
-static void emb_step(ft_layer *l, float *cache, int max_pos, int pos, const float *x_row,
-                     float *y_row, float *ws)
+/* One position of emb_forward per sequence: row i of x is a token id. */
+static void emb_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                     float *y, float *ws)
 {
-    (void)cache;
     (void)max_pos;
     (void)ws;
     const emb_priv *p = l->priv;
     const int D = p->dim;
     const ft_param *pp = emb_param(l, "position"), *seg = emb_param(l, "segment");
-    memcpy(y_row, l->params[0].data + (size_t)emb_id(p, x_row[0]) * D, sizeof(float) * (size_t)D);
-    if (pp)
-        for (int j = 0; j < D; j++)
-            y_row[j] += pp->data[(size_t)pos * D + j];
-    if (seg)
-        for (int j = 0; j < D; j++)
-            y_row[j] += seg->data[j];
+    for (int i = 0; i < n; i++) {
+        float *yr = y + (size_t)i * D;
+        memcpy(yr, l->params[0].data + (size_t)emb_id(p, x[i]) * D, sizeof(float) * (size_t)D);
+        if (pp)
+            for (int j = 0; j < D; j++)
+                yr[j] += pp->data[(size_t)rows[i].pos * D + j];
+        if (seg)
+            for (int j = 0; j < D; j++)
+                yr[j] += seg->data[j];
+    }
 }
 
 const ft_layer_ops ft_embedding_ops = {

@@ -71,16 +71,15 @@ static void gelu_forward(ft_layer *l, const ft_ctx *c, const float *x, float *y,
                y);
 }
 
-/* Element-wise, so one position is one row of the last dimension. */
-static void gelu_step(ft_layer *l, float *cache, int max_pos, int pos, const float *x_row,
-                      float *y_row, float *ws)
+/* Element-wise, so a position is one row of the last dimension. */
+static void gelu_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                      float *y, float *ws)
 {
-    (void)cache;
+    (void)rows;
     (void)max_pos;
-    (void)pos;
     (void)ws;
-    gelu_apply(((const gelu_priv *)l->priv)->tanh_approx, (size_t)l->in.d[l->in.rank - 1], x_row,
-               y_row);
+    gelu_apply(((const gelu_priv *)l->priv)->tanh_approx,
+               (size_t)n * (size_t)l->in.d[l->in.rank - 1], x, y);
 }
 
 static void gelu_backward(ft_layer *l, const ft_ctx *c, const float *x, const float *y,

@@ -123,17 +123,16 @@ static void lm_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
                     p->vocab, w->data, p->D, 0.0f, dx, p->D);
 }
 
-/* One position of lm_forward: logits[V] = W x_row. */
-static void lm_step(ft_layer *l, float *cache, int max_pos, int pos, const float *x_row,
-                    float *y_row, float *ws)
+/* lm_forward on n rows: logits [n, V] = x W^T (one sgemm reads W once for all rows). */
+static void lm_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                    float *y, float *ws)
 {
-    (void)cache;
+    (void)rows;
     (void)max_pos;
-    (void)pos;
     (void)ws;
     const lm_priv *p = l->priv;
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, p->vocab, p->D, 1.0f, lm_weight(l)->data, p->D, x_row,
-                1, 0.0f, y_row, 1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->vocab, p->D, 1.0f, x, p->D,
+                lm_weight(l)->data, p->D, 0.0f, y, p->vocab);
 }
 
 const ft_layer_ops ft_lm_head_ops = {

@@ -509,11 +509,12 @@ static size_t tb_step_cache_floats(const ft_layer *l, int max_pos)
     return 2 * (size_t)max_pos * (size_t)((const tb_priv *)l->priv)->D;
 }
 
-/* qkv [3D], h1, a, r, s2 [D] each, u, g [F] each, scores [max_pos] */
-static size_t tb_step_ws_floats(const ft_layer *l, int max_pos)
+/* per row: qkv [3D], h1, a, r, s2 [D] each, u, g [F] each, mean and rstd; then the scores of
+ * one query [max_pos] */
+static size_t tb_step_ws_floats(const ft_layer *l, int n, int max_pos)
 {
     const tb_priv *p = l->priv;
-    return 7 * (size_t)p->D + 2 * (size_t)p->F + (size_t)max_pos;
+    return (size_t)n * (7 * (size_t)p->D + 2 * (size_t)p->F + 2) + (size_t)max_pos;
 }
 
 /* One query row q [D] against cached keys/values 0..pos: context a [D]. The same masked
@@ -550,40 +551,47 @@ static void tb_step_attn(const tb_priv *p, const float *K, const float *V, int p
     }
 }
 
-static void tb_step(ft_layer *l, float *cache, int max_pos, int pos, const float *x_row,
-                    float *y_row, float *ws)
+/* tb_fwd_chunk for one new position of each of n sequences: the projections run on the n
+ * rows together, attention row by row over each sequence's cache. */
+static void tb_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                    float *y, float *ws)
 {
     const tb_priv *p = l->priv;
     const int D = p->D, F = p->F;
+    const size_t R = (size_t)n, RD = R * (size_t)D;
     const ft_param *P = l->params;
-    float *qkv = ws, *h1 = qkv + 3 * D, *a = h1 + D, *r = a + D, *s2 = r + D, *u = s2 + D;
-    float *g = u + F, *sc = g + F, mean, rstd;
-    float *K = cache, *V = cache + (size_t)max_pos * D;
+    float *qkv = ws, *h1 = qkv + 3 * RD, *a = h1 + RD, *r = a + RD, *s2 = r + RD, *u = s2 + RD;
+    float *g = u + R * F, *mean = g + R * F, *rstd = mean + R, *sc = rstd + R;
     /* pre_ln attends over ln1(x); post_ln over x itself */
-    const float *ain = x_row;
+    const float *ain = x;
     if (!p->post_ln) {
-        ft_seq_ln_fwd(1, D, p->eps, x_row, P[P_LN1_W].data, P[P_LN1_B].data, h1, &mean, &rstd);
+        ft_seq_ln_fwd(R, D, p->eps, x, P[P_LN1_W].data, P[P_LN1_B].data, h1, mean, rstd);
         ain = h1;
     }
-    ft_seq_linear_fwd(1, D, 3 * D, ain, P[P_QKV_W].data, P[P_QKV_B].data, qkv);
-    memcpy(K + (size_t)pos * D, qkv + D, sizeof(float) * (size_t)D);
-    memcpy(V + (size_t)pos * D, qkv + 2 * D, sizeof(float) * (size_t)D);
-    tb_step_attn(p, K, V, pos, qkv, a, sc);
-    ft_seq_linear_fwd(1, D, D, a, P[P_OUT_W].data, P[P_OUT_B].data, r);
-    add_into(r, x_row, (size_t)D);
+    ft_seq_linear_fwd(R, D, 3 * D, ain, P[P_QKV_W].data, P[P_QKV_B].data, qkv);
+    for (int i = 0; i < n; i++) {
+        const float *q = qkv + (size_t)i * 3 * D;
+        float *K = rows[i].cache, *V = K + (size_t)max_pos * D;
+        const size_t at = (size_t)rows[i].pos * D;
+        memcpy(K + at, q + D, sizeof(float) * (size_t)D);
+        memcpy(V + at, q + 2 * D, sizeof(float) * (size_t)D);
+        tb_step_attn(p, K, V, rows[i].pos, q, a + (size_t)i * D, sc);
+    }
+    ft_seq_linear_fwd(R, D, D, a, P[P_OUT_W].data, P[P_OUT_B].data, r);
+    add_into(r, x, RD);
     if (!p->post_ln) {
-        ft_seq_ln_fwd(1, D, p->eps, r, P[P_LN2_W].data, P[P_LN2_B].data, s2, &mean, &rstd);
-        ft_seq_linear_fwd(1, D, F, s2, P[P_FC_W].data, P[P_FC_B].data, u);
-        ft_seq_gelu_fwd((size_t)F, p->tanh_gelu, u, g);
-        ft_seq_linear_fwd(1, F, D, g, P[P_PROJ_W].data, P[P_PROJ_B].data, y_row);
-        add_into(y_row, r, (size_t)D);
+        ft_seq_ln_fwd(R, D, p->eps, r, P[P_LN2_W].data, P[P_LN2_B].data, s2, mean, rstd);
+        ft_seq_linear_fwd(R, D, F, s2, P[P_FC_W].data, P[P_FC_B].data, u);
+        ft_seq_gelu_fwd(R * (size_t)F, p->tanh_gelu, u, g);
+        ft_seq_linear_fwd(R, F, D, g, P[P_PROJ_W].data, P[P_PROJ_B].data, y);
+        add_into(y, r, RD);
     } else {
-        ft_seq_ln_fwd(1, D, p->eps, r, P[P_LN1_W].data, P[P_LN1_B].data, h1, &mean, &rstd);
-        ft_seq_linear_fwd(1, D, F, h1, P[P_FC_W].data, P[P_FC_B].data, u);
-        ft_seq_gelu_fwd((size_t)F, p->tanh_gelu, u, g);
-        ft_seq_linear_fwd(1, F, D, g, P[P_PROJ_W].data, P[P_PROJ_B].data, s2);
-        add_into(s2, h1, (size_t)D);
-        ft_seq_ln_fwd(1, D, p->eps, s2, P[P_LN2_W].data, P[P_LN2_B].data, y_row, &mean, &rstd);
+        ft_seq_ln_fwd(R, D, p->eps, r, P[P_LN1_W].data, P[P_LN1_B].data, h1, mean, rstd);
+        ft_seq_linear_fwd(R, D, F, h1, P[P_FC_W].data, P[P_FC_B].data, u);
+        ft_seq_gelu_fwd(R * (size_t)F, p->tanh_gelu, u, g);
+        ft_seq_linear_fwd(R, F, D, g, P[P_PROJ_W].data, P[P_PROJ_B].data, s2);
+        add_into(s2, h1, RD);
+        ft_seq_ln_fwd(R, D, p->eps, s2, P[P_LN2_W].data, P[P_LN2_B].data, y, mean, rstd);
     }
 }
 

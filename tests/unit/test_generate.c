@@ -135,7 +135,7 @@ static void test_cache_equals_full(void)
 
     /* step by step: the cached logits at every position equal the full forward's */
     ft_gen_state s;
-    CHECK(ft_gen_init(&s, &m, &err) == FT_OK && s.max_pos == TMAX && s.vocab == V);
+    CHECK(ft_gen_init(&s, &m, 1, &err) == FT_OK && s.max_pos == TMAX && s.vocab == V);
     full_forward(&m, seq, TMAX, full);
     double worst = 0.0;
     for (int t = 0; t < TMAX; t++) {
@@ -318,20 +318,40 @@ static void test_seed_and_batch(void)
     }
     CHECK(differ >= 3);
 
-    /* three prompts of different lengths as padded rows: each as ft_gen_run with seq i */
+    /* three prompts of different lengths as padded rows, decoded 1, 2 and 3 at a time: each
+     * as ft_gen_run with seq i */
     const int32_t rows[3 * 5] = {4, 11, 2, 0, 0, 7, 0, 0, 0, 0, 1, 2, 3, 5, 8};
     const int lens[3] = {3, 1, 5};
     int32_t outb[3 * 9], one[9];
     int nout[3], ends[3], n1, e1;
     o.seed = 4;
-    CHECK(ft_generate_batch(&m, rows, lens, 3, 5, &o, outb, nout, ends, &err) == FT_OK);
     ft_gen_state s;
-    CHECK(ft_gen_init(&s, &m, &err) == FT_OK);
-    for (int i = 0; i < 3; i++) {
-        CHECK(ft_gen_run(&s, rows + 5 * i, lens[i], &o, (uint64_t)i, one, &n1, &e1, &err) == 0);
-        CHECK(n1 == nout[i] && e1 == ends[i] && memcmp(one, outb + 9 * i, 4 * (size_t)n1) == 0);
+    CHECK(ft_gen_init(&s, &m, 1, &err) == FT_OK);
+    for (int batch = 1; batch <= 3; batch++) {
+        CHECK(ft_generate_batch(&m, rows, lens, 3, 5, batch, &o, outb, nout, ends, &err) == 0);
+        for (int i = 0; i < 3; i++) {
+            CHECK(ft_gen_run(&s, rows + 5 * i, lens[i], &o, (uint64_t)i, one, &n1, &e1, &err) ==
+                  FT_OK);
+            CHECK(n1 == nout[i] && e1 == ends[i] && memcmp(one, outb + 9 * i, 4 * (size_t)n1) == 0);
+        }
+        CHECK(nout[2] == TMAX - 5 && ends[2] == FT_GEN_END_MAX_LEN);
     }
-    CHECK(nout[2] == TMAX - 5 && ends[2] == FT_GEN_END_MAX_LEN);
+    /* greedy, stop id and max_new mixed in one batch: rows end at different steps */
+    ft_gen_opts og = o;
+    og.greedy = 1;
+    og.max_new = 6;
+    CHECK(ft_generate(&m, rows + 5, 1, &og, one, &n1, &e1, &err) == FT_OK && n1 == 6);
+    og.stop_id = one[2];
+    CHECK(ft_generate_batch(&m, rows, lens, 3, 5, 3, &og, outb, nout, ends, &err) == FT_OK);
+    for (int i = 0; i < 3; i++) {
+        CHECK(ft_generate(&m, rows + 5 * i, lens[i], &og, one, &n1, &e1, &err) == FT_OK);
+        CHECK(n1 == nout[i] && e1 == ends[i] && memcmp(one, outb + 6 * i, 4 * (size_t)n1) == 0);
+    }
+    CHECK(ends[1] == FT_GEN_END_STOP && nout[1] <= 2);
+    /* a bad row is named */
+    const int badlen[3] = {3, 0, 5};
+    CHECK(ft_generate_batch(&m, rows, badlen, 3, 5, 2, &o, outb, nout, ends, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "prompt 1: the prompt is empty");
 
     /* bad prompts and options: FT_EINPUT with a message */
     CHECK(ft_gen_run(&s, rows, 0, &o, 0, one, &n1, NULL, &err) == FT_EINPUT);
@@ -365,7 +385,7 @@ static void test_refused(void)
         CHECK(ft_gen_check(&m, &max_pos, &err) == FT_EINPUT);
         CHECK_STR_CONTAINS(err.msg, "layer 'h1' (transformer_block) is not causal");
         ft_gen_state s;
-        CHECK(ft_gen_init(&s, &m, &err) == FT_EINPUT);
+        CHECK(ft_gen_init(&s, &m, 2, &err) == FT_EINPUT);
         ft_model_free(&m);
     }
     memset(&m, 0, sizeof m);
