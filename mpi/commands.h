@@ -13,6 +13,7 @@ int cmd_data_tokenize(int argc, char **argv);    /* mpi/cmd_data_text.c */
 int cmd_import(int argc, char **argv);           /* mpi/cmd_import.c: keras | safetensors | hf */
 int cmd_export(int argc, char **argv);           /* mpi/cmd_export.c */
 int cmd_report(int argc, char **argv);           /* mpi/cmd_report.c: tabulate runs */
+int cmd_generate(int argc, char **argv);         /* mpi/cmd_generate.c (single process) */
 
 /* ftune import keras (mpi/cmd_import_keras.c) and hf (mpi/cmd_import_hf.c), dispatched by
  * cmd_import. */

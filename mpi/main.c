@@ -17,6 +17,8 @@ static void usage(FILE *f)
           "                 several ranks)\n"
           "  eval MODEL --data FILE [--json]\n"
           "                 evaluate a model or checkpoint on a dataset\n"
+          "  generate MODEL --prompt TEXT --vocab VOCAB [...]\n"
+          "                 continue a text with a causal language model\n"
           "  inspect FILE   layers, shapes, trainable/frozen, parameter counts, stored state\n"
           "  data import-idx|import-csv ...\n"
           "                 convert MNIST-style IDX or CSV files into ftune datasets\n"
@@ -58,6 +60,8 @@ int main(int argc, char **argv)
         return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval"))
         return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate"))
+        return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect"))
         return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "data"))

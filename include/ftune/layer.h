@@ -71,6 +71,13 @@ typedef struct ft_ctx {
 
 typedef struct ft_layer ft_layer;
 
+/* One sequence in a step (ft_layer_ops.step): this layer's cache of it, and the position of
+ * the token being fed. */
+typedef struct ft_step_row {
+    float *cache;
+    int pos;
+} ft_step_row;
+
 typedef struct ft_layer_ops {
     const char *kind;      /* name used in configs and model files */
     const ft_keydef *keys; /* kind-specific settings, NULL-key terminated */
@@ -92,6 +99,26 @@ typedef struct ft_layer_ops {
                      float *dx, const float *saved);
     /* Frees priv contents; NULL means free(priv) is enough. */
     void (*destroy)(ft_layer *l);
+
+    /* Incremental decoding (src/generate.c, include/ftune/generate.h): one position of each
+     * of n sequences per call, evaluation mode, for layers whose per-sample shapes are [T] or
+     * [T, W] (a "row" is one position: 1 token id, or W floats). step == NULL: the kind
+     * cannot run position by position and a model holding it is refused for generation. */
+    /* Lowers *max_pos to the positions the layer can step through (embedding: its position
+     * table); FT_EINPUT naming the layer when its settings rule stepping out (a bidirectional
+     * attention block). NULL: any number. */
+    int (*step_limit)(const ft_layer *l, int *max_pos, ft_err *err);
+    /* Floats of one sequence's cache for positions 0..max_pos-1 (attention keys and
+     * values); NULL = 0. A step reads only the rows of positions <= pos, so a cache reused
+     * for the next sequence needs no clearing. */
+    size_t (*step_cache_floats)(const ft_layer *l, int max_pos);
+    /* Scratch floats for a step of n rows; NULL = 0. */
+    size_t (*step_ws_floats)(const ft_layer *l, int n, int max_pos);
+    /* Row i of y = the layer's output at position rows[i].pos of sequence i, given its input
+     * (row i of x) and that sequence's cache of the positions before (which the step extends
+     * with rows[i].pos). Same numbers as forward over a sequence with that prefix. */
+    void (*step)(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x, float *y,
+                 float *ws);
 } ft_layer_ops;
 
 struct ft_layer {

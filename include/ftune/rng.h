@@ -28,7 +28,8 @@ enum {
     FT_STREAM_INIT = 1,    /* weight initialisation: (seed, tag, layer hash) */
     FT_STREAM_SHUFFLE = 2, /* epoch permutation: (seed, tag, epoch) */
     FT_STREAM_DROPOUT = 3, /* dropout: (seed, tag, epoch, sample, layer) */
-    FT_STREAM_KSHOT = 4    /* few-shot selection: (seed, tag, class) */
+    FT_STREAM_KSHOT = 4,   /* few-shot selection: (seed, tag, class) */
+    FT_STREAM_GENERATE = 5 /* sampling in generation: (seed, tag, sequence index) */
 };
 
 /* FNV-1a of a string, for keying streams by layer name. */

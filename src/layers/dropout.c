@@ -99,6 +99,17 @@ static void dropout_backward(ft_layer *l, const ft_ctx *c, const float *x, const
         memcpy(dx, dy, sizeof(float) * total);
 }
 
+/* Generation runs in evaluation mode: the identity on n rows of the last dimension. */
+static void dropout_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                         float *y, float *ws)
+{
+    (void)rows;
+    (void)max_pos;
+    (void)ws;
+    if (y != x)
+        memcpy(y, x, sizeof(float) * (size_t)n * (size_t)l->in.d[l->in.rank - 1]);
+}
+
 const ft_layer_ops ft_dropout_ops = {
     .kind = "dropout",
     .keys = dropout_keys,
@@ -106,4 +117,5 @@ const ft_layer_ops ft_dropout_ops = {
     .setup = dropout_setup,
     .forward = dropout_forward,
     .backward = dropout_backward,
+    .step = dropout_step,
 };

@@ -172,6 +172,37 @@ static void emb_backward(ft_layer *l, const ft_ctx *c, const float *x, const flo
         memset(dx, 0, sizeof(float) * (size_t)c->n * (size_t)T);
 }
 
+/* Generation: a position beyond the table has no embedding. */
+static int emb_step_limit(const ft_layer *l, int *max_pos, ft_err *err)
+{
+    (void)err;
+    const ft_param *pos = emb_param(l, "position");
+    if (pos && pos->shape.d[0] < *max_pos)
+        *max_pos = pos->shape.d[0];
+    return FT_OK;
+}
+
+/* One position of emb_forward per sequence: row i of x is a token id. */
+static void emb_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                     float *y, float *ws)
+{
+    (void)max_pos;
+    (void)ws;
+    const emb_priv *p = l->priv;
+    const int D = p->dim;
+    const ft_param *pp = emb_param(l, "position"), *seg = emb_param(l, "segment");
+    for (int i = 0; i < n; i++) {
+        float *yr = y + (size_t)i * D;
+        memcpy(yr, l->params[0].data + (size_t)emb_id(p, x[i]) * D, sizeof(float) * (size_t)D);
+        if (pp)
+            for (int j = 0; j < D; j++)
+                yr[j] += pp->data[(size_t)rows[i].pos * D + j];
+        if (seg)
+            for (int j = 0; j < D; j++)
+                yr[j] += seg->data[j];
+    }
+}
+
 const ft_layer_ops ft_embedding_ops = {
     .kind = "embedding",
     .keys = emb_keys,
@@ -179,4 +210,6 @@ const ft_layer_ops ft_embedding_ops = {
     .setup = emb_setup,
     .forward = emb_forward,
     .backward = emb_backward,
+    .step_limit = emb_step_limit,
+    .step = emb_step,
 };

@@ -51,10 +51,9 @@ static int gelu_setup(ft_layer *l, ft_err *err)
     return FT_OK;
 }
 
-static void gelu_forward(ft_layer *l, const ft_ctx *c, const float *x, float *y, float *saved)
+static void gelu_apply(int tanh_approx, size_t total, const float *x, float *y)
 {
-    size_t total = (size_t)c->n * ft_shape_count(&l->in);
-    if (((const gelu_priv *)l->priv)->tanh_approx) {
+    if (tanh_approx) {
         for (size_t i = 0; i < total; i++) {
             float v = x[i];
             float u = GELU_SQRT2OPI * (v + GELU_COEF * v * v * v);
@@ -64,6 +63,23 @@ static void gelu_forward(ft_layer *l, const ft_ctx *c, const float *x, float *y,
         for (size_t i = 0; i < total; i++)
             y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * GELU_RSQRT2));
     }
+}
+
+static void gelu_forward(ft_layer *l, const ft_ctx *c, const float *x, float *y, float *saved)
+{
+    gelu_apply(((const gelu_priv *)l->priv)->tanh_approx, (size_t)c->n * ft_shape_count(&l->in), x,
+               y);
+}
+
+/* Element-wise, so a position is one row of the last dimension. */
+static void gelu_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                      float *y, float *ws)
+{
+    (void)rows;
+    (void)max_pos;
+    (void)ws;
+    gelu_apply(((const gelu_priv *)l->priv)->tanh_approx,
+               (size_t)n * (size_t)l->in.d[l->in.rank - 1], x, y);
 }
 
 static void gelu_backward(ft_layer *l, const ft_ctx *c, const float *x, const float *y,
@@ -97,4 +113,5 @@ const ft_layer_ops ft_gelu_ops = {
     .setup = gelu_setup,
     .forward = gelu_forward,
     .backward = gelu_backward,
+    .step = gelu_step,
 };

@@ -105,6 +105,23 @@ static void ln_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
                   l->params[1].grad, dx, 0);
 }
 
+/* ln_forward on n rows (positions do not interact); the statistics go to ws. */
+static size_t ln_step_ws_floats(const ft_layer *l, int n, int max_pos)
+{
+    (void)l;
+    (void)max_pos;
+    return 2 * (size_t)n;
+}
+
+static void ln_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                    float *y, float *ws)
+{
+    (void)rows;
+    (void)max_pos;
+    ft_seq_ln_fwd((size_t)n, ln_dim(l), ((const ln_priv *)l->priv)->eps, x, l->params[0].data,
+                  l->params[1].data, y, ws, ws + n);
+}
+
 const ft_layer_ops ft_layernorm_ops = {
     .kind = "layernorm",
     .keys = ln_keys,
@@ -114,4 +131,6 @@ const ft_layer_ops ft_layernorm_ops = {
     .workspace_floats = ln_workspace_floats,
     .forward = ln_forward,
     .backward = ln_backward,
+    .step_ws_floats = ln_step_ws_floats,
+    .step = ln_step,
 };

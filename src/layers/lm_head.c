@@ -123,6 +123,18 @@ static void lm_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
                     p->vocab, w->data, p->D, 0.0f, dx, p->D);
 }
 
+/* lm_forward on n rows: logits [n, V] = x W^T (one sgemm reads W once for all rows). */
+static void lm_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                    float *y, float *ws)
+{
+    (void)rows;
+    (void)max_pos;
+    (void)ws;
+    const lm_priv *p = l->priv;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->vocab, p->D, 1.0f, x, p->D,
+                lm_weight(l)->data, p->D, 0.0f, y, p->vocab);
+}
+
 const ft_layer_ops ft_lm_head_ops = {
     .kind = "lm_head",
     .keys = lm_keys,
@@ -130,4 +142,5 @@ const ft_layer_ops ft_lm_head_ops = {
     .setup = lm_setup,
     .forward = lm_forward,
     .backward = lm_backward,
+    .step = lm_step,
 };

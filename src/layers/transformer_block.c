@@ -555,6 +555,113 @@ static void tb_backward(ft_layer *l, const ft_ctx *c, const float *x, const floa
     }
 }
 
+/* ---- incremental decoding ------------------------------------------------------------------
+ * The cache holds the keys and then the values of positions 0..max_pos-1, [max_pos, D] each;
+ * a step at position pos writes row pos of both and attends over rows 0..pos, so it costs
+ * O(pos D) for attention plus the O(D^2) projections of one row, not a full re-forward. */
+
+static int tb_step_limit(const ft_layer *l, int *max_pos, ft_err *err)
+{
+    (void)max_pos;
+    if (!((const tb_priv *)l->priv)->causal)
+        return ft_fail(err, FT_EINPUT,
+                       "layer '%s' (transformer_block) is not causal: generation needs causal = "
+                       "true (a bidirectional block lets a position see the ones after it)",
+                       l->name);
+    return FT_OK;
+}
+
+static size_t tb_step_cache_floats(const ft_layer *l, int max_pos)
+{
+    return 2 * (size_t)max_pos * (size_t)((const tb_priv *)l->priv)->D;
+}
+
+/* per row: qkv [3D], h1, a, r, s2 [D] each, u, g [F] each, mean and rstd; then the scores of
+ * one query [max_pos] */
+static size_t tb_step_ws_floats(const ft_layer *l, int n, int max_pos)
+{
+    const tb_priv *p = l->priv;
+    return (size_t)n * (7 * (size_t)p->D + 2 * (size_t)p->F + 2) + (size_t)max_pos;
+}
+
+/* One query row q [D] against cached keys/values 0..pos: context a [D]. The same masked
+ * softmax as tb_softmax for row pos (keys s <= pos). */
+static void tb_step_attn(const tb_priv *p, const float *K, const float *V, int pos, const float *q,
+                         float *a, float *sc)
+{
+    const int D = p->D, hd = p->hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int h = 0; h < p->heads; h++) {
+        const int o = h * hd;
+        float mx = 0.0f;
+        for (int s = 0; s <= pos; s++) {
+            const float *k = K + (size_t)s * D + o;
+            float dot = 0.0f;
+            for (int j = 0; j < hd; j++)
+                dot += q[o + j] * k[j];
+            sc[s] = dot * scale;
+            mx = s == 0 || sc[s] > mx ? sc[s] : mx;
+        }
+        float sum = 0.0f;
+        for (int s = 0; s <= pos; s++) {
+            sc[s] = expf(sc[s] - mx);
+            sum += sc[s];
+        }
+        const float inv = 1.0f / sum;
+        float *ah = a + o;
+        memset(ah, 0, sizeof(float) * (size_t)hd);
+        for (int s = 0; s <= pos; s++) {
+            const float w = sc[s] * inv, *v = V + (size_t)s * D + o;
+            for (int j = 0; j < hd; j++)
+                ah[j] += w * v[j];
+        }
+    }
+}
+
+/* tb_fwd_chunk for one new position of each of n sequences: the projections run on the n
+ * rows together, attention row by row over each sequence's cache. */
+static void tb_step(ft_layer *l, int n, const ft_step_row *rows, int max_pos, const float *x,
+                    float *y, float *ws)
+{
+    const tb_priv *p = l->priv;
+    const int D = p->D, F = p->F;
+    const size_t R = (size_t)n, RD = R * (size_t)D;
+    const ft_param *P = l->params;
+    float *qkv = ws, *h1 = qkv + 3 * RD, *a = h1 + RD, *r = a + RD, *s2 = r + RD, *u = s2 + RD;
+    float *g = u + R * F, *mean = g + R * F, *rstd = mean + R, *sc = rstd + R;
+    /* pre_ln attends over ln1(x); post_ln over x itself */
+    const float *ain = x;
+    if (!p->post_ln) {
+        ft_seq_ln_fwd(R, D, p->eps, x, P[P_LN1_W].data, P[P_LN1_B].data, h1, mean, rstd);
+        ain = h1;
+    }
+    ft_seq_linear_fwd(R, D, 3 * D, ain, P[P_QKV_W].data, P[P_QKV_B].data, qkv);
+    for (int i = 0; i < n; i++) {
+        const float *q = qkv + (size_t)i * 3 * D;
+        float *K = rows[i].cache, *V = K + (size_t)max_pos * D;
+        const size_t at = (size_t)rows[i].pos * D;
+        memcpy(K + at, q + D, sizeof(float) * (size_t)D);
+        memcpy(V + at, q + 2 * D, sizeof(float) * (size_t)D);
+        tb_step_attn(p, K, V, rows[i].pos, q, a + (size_t)i * D, sc);
+    }
+    ft_seq_linear_fwd(R, D, D, a, P[P_OUT_W].data, P[P_OUT_B].data, r);
+    add_into(r, x, RD);
+    if (!p->post_ln) {
+        ft_seq_ln_fwd(R, D, p->eps, r, P[P_LN2_W].data, P[P_LN2_B].data, s2, mean, rstd);
+        ft_seq_linear_fwd(R, D, F, s2, P[P_FC_W].data, P[P_FC_B].data, u);
+        ft_seq_gelu_fwd(R * (size_t)F, p->tanh_gelu, u, g);
+        ft_seq_linear_fwd(R, F, D, g, P[P_PROJ_W].data, P[P_PROJ_B].data, y);
+        add_into(y, r, RD);
+    } else {
+        ft_seq_ln_fwd(R, D, p->eps, r, P[P_LN1_W].data, P[P_LN1_B].data, h1, mean, rstd);
+        ft_seq_linear_fwd(R, D, F, h1, P[P_FC_W].data, P[P_FC_B].data, u);
+        ft_seq_gelu_fwd(R * (size_t)F, p->tanh_gelu, u, g);
+        ft_seq_linear_fwd(R, F, D, g, P[P_PROJ_W].data, P[P_PROJ_B].data, s2);
+        add_into(s2, h1, RD);
+        ft_seq_ln_fwd(R, D, p->eps, s2, P[P_LN2_W].data, P[P_LN2_B].data, y, mean, rstd);
+    }
+}
+
 const ft_layer_ops ft_transformer_block_ops = {
     .kind = "transformer_block",
     .keys = tb_keys,
@@ -564,4 +671,8 @@ const ft_layer_ops ft_transformer_block_ops = {
     .workspace_floats = tb_workspace_floats,
     .forward = tb_forward,
     .backward = tb_backward,
+    .step_limit = tb_step_limit,
+    .step_cache_floats = tb_step_cache_floats,
+    .step_ws_floats = tb_step_ws_floats,
+    .step = tb_step,
 };
