@@ -31,6 +31,11 @@ static const char import_usage[] =
     "  --source F, --target F column (default: keys text/label/source/target; columns\n"
     "                         label 0, text 1 as in the SMS Spam Collection; source 0,\n"
     "                         target 1)\n"
+    "  --layout L             generate: seq2seq (default: inputs = source, targets apart)\n"
+    "                         or lm (decoder-only: inputs = [CLS] source SEP target EOT,\n"
+    "                         with prompt_lengths int32 [N]; targets kept as references)\n"
+    "  --separator TEXT       lm layout: text between source and target, tokenized (e.g.\n"
+    "                         $'\\nSubject:'); default: <|endoftext|> (GPT-2), [SEP] (BERT)\n"
     "  --header               CSV/TSV: the first line names the columns\n"
     "  --classes A,B,...      class order (labels become 0..k-1; others are errors);\n"
     "                         default: integer labels as they are, else order of first\n"
@@ -97,7 +102,7 @@ int cmd_data_import_text(int argc, char **argv)
 {
     const char *sub = "import-text";
     const char *in = NULL, *out = NULL, *vocab = NULL, *merges = NULL, *classes = NULL;
-    const char *task = NULL, *v;
+    const char *task = NULL, *layout = NULL, *v;
     long maxlen = 128, tmaxlen = 0, pad = -1, vlimit = 0;
     int cased = 0;
     ft_text_import_opts o;
@@ -121,6 +126,10 @@ int cmd_data_import_text(int argc, char **argv)
             o.format = v;
         } else if (ft_opt_value(argc, argv, &i, "--task", &v, &missing)) {
             task = v;
+        } else if (ft_opt_value(argc, argv, &i, "--layout", &v, &missing)) {
+            layout = v;
+        } else if (ft_opt_value(argc, argv, &i, "--separator", &v, &missing)) {
+            o.separator = v;
         } else if (ft_opt_value(argc, argv, &i, "--text", &v, &missing)) {
             o.text_field = v;
         } else if (ft_opt_value(argc, argv, &i, "--label", &v, &missing)) {
@@ -171,6 +180,16 @@ int cmd_data_import_text(int argc, char **argv)
     if (task && strcmp(task, "classify") && strcmp(task, "generate"))
         return usage_error(sub, "--task '%s': expected classify or generate", task);
     o.generate = task && !strcmp(task, "generate");
+    if (layout && strcmp(layout, "seq2seq") && strcmp(layout, "lm"))
+        return usage_error(sub, "--layout '%s': expected seq2seq or lm", layout);
+    o.lm_layout = layout && !strcmp(layout, "lm");
+    if (layout && !o.generate)
+        return usage_error(sub, "--layout '%s' is for --task generate", layout);
+    if (o.separator && !o.lm_layout)
+        return usage_error(sub, "--separator '%s' is for --layout lm", o.separator);
+    if (o.lm_layout && o.specials == 0)
+        return usage_error(sub, "%s: the lm layout needs its separator and end-of-text tokens",
+                           "--no-specials");
     o.max_len = (int)maxlen;
     o.target_max_len = (int)tmaxlen;
     o.pad_id = (int32_t)pad;
@@ -214,13 +233,14 @@ int cmd_data_import_text(int argc, char **argv)
            (unsigned long long)st.rows, st.rows == 1 ? "" : "s", out, (unsigned long long)st.rows,
            o.max_len, (int)st.pad_id);
     if (o.generate)
-        printf(", targets float32 [%llu, %d], target_lengths int32\n", (unsigned long long)st.rows,
+        printf(", %stargets float32 [%llu, %d], target_lengths int32\n",
+               o.lm_layout ? "prompt_lengths int32, " : "", (unsigned long long)st.rows,
                o.target_max_len > 0 ? o.target_max_len : o.max_len);
     else
         printf(", labels int32 (%d class%s)\n", st.classes, st.classes == 1 ? "" : "es");
-    printf("%llu tokens; longest row %d tokens; %llu row%s truncated to %d",
+    printf("%llu tokens; longest row %d tokens; %llu %s%s truncated to %d",
            (unsigned long long)st.tokens, st.longest, (unsigned long long)st.truncated,
-           st.truncated == 1 ? "" : "s", o.max_len);
+           o.lm_layout ? "source" : "row", st.truncated == 1 ? "" : "s", o.max_len);
     if (o.generate)
         printf("; %llu target%s truncated", (unsigned long long)st.target_truncated,
                st.target_truncated == 1 ? "" : "s");

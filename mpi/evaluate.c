@@ -102,8 +102,9 @@ int ft_evaluate_lm(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_lm_stats *out
     float *x = ft_alloc_floats((size_t)rows * d->sample_floats, err);
     int *y = ft_calloc((size_t)rows, sizeof *y, err);
     int *lens = ft_calloc((size_t)rows, sizeof *lens, err);
+    int *plens = ft_calloc((size_t)rows, sizeof *plens, err);
     uint64_t *idx = ft_calloc((size_t)rows, sizeof *idx, err);
-    for (uint64_t pos = 0; !err->code && x && y && lens && idx && pos < len;) {
+    for (uint64_t pos = 0; !err->code && x && y && lens && plens && idx && pos < len;) {
         int n = (int)(len - pos < (uint64_t)rows ? len - pos : (uint64_t)rows);
         for (int i = 0; i < n; i++)
             idx[i] = begin + pos + (uint64_t)i;
@@ -115,7 +116,10 @@ int ft_evaluate_lm(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_lm_stats *out
         c.sample_ids = idx;
         c.lengths = has_len ? lens : NULL;
         const float *logits = ft_model_forward(m, &c, x);
-        long bad = ft_lm_loss(logits, x, c.lengths, n, T, V, 0.0f, NULL, out);
+        /* source -> target rows: the same target positions as training */
+        int has_prompt = ft_dataset_prompts(d, idx, n, plens);
+        long bad = ft_lm_loss_prompt(logits, x, c.lengths, has_prompt ? plens : NULL, n, T, V, 0.0f,
+                                     NULL, out);
         if (bad >= 0)
             ft_fail(err, FT_EINPUT,
                     "%s: sample %llu has a token id outside [0, %d), the vocabulary of the LM "
@@ -126,6 +130,7 @@ int ft_evaluate_lm(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_lm_stats *out
     ft_free_floats(x);
     free(y);
     free(lens);
+    free(plens);
     free(idx);
     if (ft_mpi_agree(w, err))
         return err->code;

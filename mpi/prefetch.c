@@ -13,6 +13,7 @@ static void read_batch(ft_prefetch *p, ft_batch *b)
 {
     ft_err_clear(&b->err);
     b->has_len = p->mem_len != NULL || (!p->mem_x && p->d->lengths != NULL);
+    b->has_plen = 0;
     if (b->n <= 0)
         return;
     if (p->mem_len) /* lengths by sample index, whatever the rows' source */
@@ -27,7 +28,9 @@ static void read_batch(ft_prefetch *p, ft_batch *b)
         return;
     }
     int has;
-    ft_dataset_read_len(p->d, b->ids, b->n, b->x, b->y, p->mem_len ? NULL : b->len, &has, &b->err);
+    if (!ft_dataset_read_len(p->d, b->ids, b->n, b->x, b->y, p->mem_len ? NULL : b->len, &has,
+                             &b->err))
+        b->has_plen = ft_dataset_prompts(p->d, b->ids, b->n, b->plen);
 }
 
 static void *reader(void *arg)
@@ -77,7 +80,8 @@ int ft_prefetch_init(ft_prefetch *p, ft_dataset *d, int max_rows, size_t max_flo
         b->y = ft_calloc(rows, sizeof *b->y, err);
         b->ids = ft_calloc(rows, sizeof *b->ids, err);
         b->len = ft_calloc(rows, sizeof *b->len, err);
-        if (!b->x || !b->y || !b->ids || !b->len)
+        b->plen = ft_calloc(rows, sizeof *b->plen, err);
+        if (!b->x || !b->y || !b->ids || !b->len || !b->plen)
             return err->code;
         b->epoch = b->pos = UINT64_MAX;
     }
@@ -213,7 +217,7 @@ ft_batch *ft_prefetch_get(ft_prefetch *p, uint64_t epoch, uint64_t pos, const ui
 size_t ft_prefetch_bytes(const ft_prefetch *p)
 {
     size_t rows = (size_t)p->max_rows;
-    return 2 * rows * (p->max_floats * sizeof(float) + 2 * sizeof(int) + sizeof(uint64_t));
+    return 2 * rows * (p->max_floats * sizeof(float) + 3 * sizeof(int) + sizeof(uint64_t));
 }
 
 void ft_prefetch_free(ft_prefetch *p)
@@ -233,6 +237,7 @@ void ft_prefetch_free(ft_prefetch *p)
         free(p->slot[k].y);
         free(p->slot[k].ids);
         free(p->slot[k].len);
+        free(p->slot[k].plen);
         p->slot[k].x = NULL;
     }
     pthread_mutex_destroy(&p->mu);

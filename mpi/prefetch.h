@@ -25,6 +25,8 @@ typedef struct ft_batch {
     uint64_t *ids; /* global sample index of each row */
     int *len;      /* real positions of each row (text datasets), when has_len */
     int has_len;
+    int *plen;    /* prompt lengths of source -> target rows (only the target part is trained) */
+    int has_plen; /* the dataset has prompt_lengths (never for rows in memory) */
     int n;
     uint64_t epoch, pos; /* which batch: epoch and position in the epoch order */
     ft_err err;          /* the read's error, if any */

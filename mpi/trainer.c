@@ -788,9 +788,11 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
                     "head '%s'",
                     t->train.path, (unsigned long long)b->ids[bad], t->lm_V,
                     t->model.layers[t->model.nlayers - 1].name);
-        /* lm: the global count of target tokens (t + 1 < length) */
+        /* lm: the global count of target tokens (t + 1 < length; with prompt lengths only
+         * the target part of each row) */
+        const int *plens = b->has_plen ? b->plen : NULL;
         double pre[2] = {err->code ? 0
-                         : t->lm   ? ft_lm_targets(lens, n, t->lm_T)
+                         : t->lm   ? ft_lm_targets_prompt(lens, plens, n, t->lm_T)
                                    : ft_xent_weight_sum(&t->xent, b->y, n),
                          stop_requested ? 1 : 0};
         ft_mpi_sum_doubles(w, pre, 2);
@@ -815,8 +817,8 @@ static int train_step(trainer *t, double *loss_out, uint64_t *samples_out, ft_er
         double lsum;
         if (t->lm) {
             ft_lm_stats ls = {0, 0, 0};
-            ft_lm_loss(logits, b->x, ctx.lengths, n, t->lm_T, t->lm_V,
-                       (float)(1.0 / (denom * micro)), t->dlogits, &ls);
+            ft_lm_loss_prompt(logits, b->x, ctx.lengths, plens, n, t->lm_T, t->lm_V,
+                              (float)(1.0 / (denom * micro)), t->dlogits, &ls);
             lsum = ls.nll;
         } else {
             double wsum;

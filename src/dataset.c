@@ -26,6 +26,8 @@ static void close_ids(ft_dataset *d)
     d->inputs = d->labels = d->file = -1;
     free(d->lengths);
     d->lengths = NULL;
+    free(d->prompt_lengths);
+    d->prompt_lengths = NULL;
     H5Eclear2(H5E_DEFAULT);
 }
 
@@ -296,16 +298,17 @@ static int scan_labels(ft_dataset *d, int from_names, ft_err *err)
     return FT_OK;
 }
 
-/* The optional "lengths" dataset: int32 [N], each in [0, T] with T = sample.d[0] (the
- * sequence positions of a row), kept in memory so batch reads need no HDF5 call. */
-static int read_lengths(ft_dataset *d, ft_err *err)
+/* An optional int32 [N] dataset, read whole into *out (NULL when the file has none), so batch
+ * reads need no HDF5 call. Values are range-checked by the caller. */
+static int read_row_ints(ft_dataset *d, const char *name, const char *what, int **out, ft_err *err)
 {
-    if (H5Lexists(d->file, "lengths", H5P_DEFAULT) <= 0) {
+    *out = NULL;
+    if (H5Lexists(d->file, name, H5P_DEFAULT) <= 0) {
         H5Eclear2(H5E_DEFAULT);
         return FT_OK;
     }
     hid_t ds;
-    int rc = open_dset(d->file, d->path, "lengths", "int32 [N] real tokens per row", &ds, err);
+    int rc = open_dset(d->file, d->path, name, what, &ds, err);
     if (rc)
         return rc;
     char tbuf[32], dbuf[160];
@@ -317,30 +320,57 @@ static int read_lengths(ft_dataset *d, ft_err *err)
     int rank = 0;
     hsize_t dims[H5S_MAX_RANK];
     if (!ok)
-        rc = ft_fail(err, FT_EINPUT, "%s: dataset \"lengths\" has type %s, expected int32", d->path,
-                     tbuf);
+        rc = ft_fail(err, FT_EINPUT, "%s: dataset \"%s\" has type %s, expected int32", d->path,
+                     name, tbuf);
     else if (get_dims(ds, &rank, dims) < 0 || rank != 1 || dims[0] != d->n)
         rc = ft_fail(err, FT_EINPUT,
-                     "%s: dataset \"lengths\" has shape %s, expected [%llu] (one per sample)",
-                     d->path, rank > 0 ? dims_str(dims, rank, dbuf, sizeof dbuf) : "[]",
+                     "%s: dataset \"%s\" has shape %s, expected [%llu] (one per sample)", d->path,
+                     name, rank > 0 ? dims_str(dims, rank, dbuf, sizeof dbuf) : "[]",
                      (unsigned long long)d->n);
     if (!rc)
-        rc = check_stored(d, ds, "lengths", d->n, sizeof(int), err);
+        rc = check_stored(d, ds, name, d->n, sizeof(int), err);
     if (!rc) {
-        d->lengths = malloc((size_t)d->n * sizeof *d->lengths);
-        if (!d->lengths)
-            rc = ft_fail(err, FT_ERUNTIME, "%s: out of memory for \"lengths\"", d->path);
-        else if (read_rows(ds, H5T_NATIVE_INT, 0, d->n, 1, d->lengths) < 0)
-            rc = ft_h5_fail(err, FT_EINPUT, "%s: cannot read \"lengths\"", d->path);
+        *out = malloc((size_t)d->n * sizeof **out);
+        if (!*out)
+            rc = ft_fail(err, FT_ERUNTIME, "%s: out of memory for \"%s\"", d->path, name);
+        else if (read_rows(ds, H5T_NATIVE_INT, 0, d->n, 1, *out) < 0)
+            rc = ft_h5_fail(err, FT_EINPUT, "%s: cannot read \"%s\"", d->path, name);
     }
+    H5Dclose(ds);
+    return rc;
+}
+
+/* The optional "lengths" dataset: int32 [N], each in [0, T] with T = sample.d[0] (the
+ * sequence positions of a row). */
+static int read_lengths(ft_dataset *d, ft_err *err)
+{
+    int rc = read_row_ints(d, "lengths", "int32 [N] real tokens per row", &d->lengths, err);
     const int T = d->sample.d[0];
-    for (uint64_t i = 0; !rc && i < d->n; i++)
+    for (uint64_t i = 0; !rc && d->lengths && i < d->n; i++)
         if (d->lengths[i] < 0 || d->lengths[i] > T)
             rc = ft_fail(err, FT_EINPUT,
                          "%s: dataset \"lengths\" row %llu is %d, expected 0 to %d (the "
                          "positions of a row of \"inputs\")",
                          d->path, (unsigned long long)i, d->lengths[i], T);
-    H5Dclose(ds);
+    return rc;
+}
+
+/* The optional "prompt_lengths" dataset of source -> target rows (docs/text.md): int32 [N],
+ * each in [1, the row's length]; the prompt ends with the separator, so it is never empty. */
+static int read_prompt_lengths(ft_dataset *d, ft_err *err)
+{
+    int rc = read_row_ints(d, "prompt_lengths", "int32 [N] tokens before the first target token",
+                           &d->prompt_lengths, err);
+    const int T = d->sample.d[0];
+    for (uint64_t i = 0; !rc && d->prompt_lengths && i < d->n; i++) {
+        int L = d->lengths ? d->lengths[i] : T, p = d->prompt_lengths[i];
+        if (p < 1 || p > L)
+            rc = ft_fail(err, FT_EINPUT,
+                         "%s: dataset \"prompt_lengths\" row %llu is %d, expected 1 to %d (the "
+                         "row's %s)",
+                         d->path, (unsigned long long)i, p, L,
+                         d->lengths ? "\"lengths\" entry" : "positions");
+    }
     return rc;
 }
 
@@ -382,6 +412,8 @@ int ft_dataset_open(ft_dataset *d, const char *path, const ft_shape *expect, ft_
         rc = scan_labels(d, from_names, err);
     if (!rc)
         rc = read_lengths(d, err);
+    if (!rc)
+        rc = read_prompt_lengths(d, err);
     if (rc)
         close_ids(d);
     return rc;
@@ -610,6 +642,15 @@ int ft_dataset_read_len(ft_dataset *d, const uint64_t *idx, int n, float *x, int
     for (int k = 0; !rc && *has_len && k < n; k++)
         len[k] = d->lengths[idx[k]]; /* idx was range-checked by the read */
     return rc;
+}
+
+int ft_dataset_prompts(const ft_dataset *d, const uint64_t *idx, int n, int *out)
+{
+    if (!d->prompt_lengths || !out)
+        return 0;
+    for (int k = 0; k < n; k++)
+        out[k] = idx[k] < d->n ? d->prompt_lengths[idx[k]] : 1;
+    return 1;
 }
 
 void ft_dataset_close(ft_dataset *d)

@@ -12,14 +12,27 @@ static int row_len(const int *len, int i, int T)
     return len[i] < 0 ? 0 : len[i] > T ? T : len[i];
 }
 
-double ft_lm_targets(const int *len, int n, int T)
+/* The first position that predicts a target: 0, or the last prompt token. */
+static int row_first(const int *prompt, int i)
+{
+    if (!prompt)
+        return 0;
+    return prompt[i] > 1 ? prompt[i] - 1 : 0;
+}
+
+double ft_lm_targets_prompt(const int *len, const int *prompt, int n, int T)
 {
     double c = 0;
     for (int i = 0; i < n; i++) {
-        int L = row_len(len, i, T);
-        c += L > 1 ? L - 1 : 0;
+        int L = row_len(len, i, T), f = row_first(prompt, i);
+        c += L - 1 > f ? L - 1 - f : 0;
     }
     return c;
+}
+
+double ft_lm_targets(const int *len, int n, int T)
+{
+    return ft_lm_targets_prompt(len, NULL, n, T);
 }
 
 long ft_lm_bad_row(const float *ids, const int *len, int n, int T, int V)
@@ -38,17 +51,24 @@ long ft_lm_bad_row(const float *ids, const int *len, int n, int T, int V)
 long ft_lm_loss(const float *logits, const float *ids, const int *len, int n, int T, int V,
                 float scale, float *dlogits, ft_lm_stats *st)
 {
+    return ft_lm_loss_prompt(logits, ids, len, NULL, n, T, V, scale, dlogits, st);
+}
+
+long ft_lm_loss_prompt(const float *logits, const float *ids, const int *len, const int *prompt,
+                       int n, int T, int V, float scale, float *dlogits, ft_lm_stats *st)
+{
     /* ids first: a bad target must not leave half a batch counted */
     long bad = ft_lm_bad_row(ids, len, n, T, V);
     if (bad >= 0)
         return bad;
     ft_lm_stats s = {0, 0, 0};
     for (int i = 0; i < n; i++) {
-        int L = row_len(len, i, T);
+        int L = row_len(len, i, T), first = row_first(prompt, i);
         for (int t = 0; t < T; t++) {
             const float *z = logits + ((size_t)i * T + t) * (size_t)V;
             float *dz = dlogits ? dlogits + ((size_t)i * T + t) * (size_t)V : NULL;
-            if (t + 1 >= L) { /* no target here: padding, or the last real token */
+            /* no target here: the prompt, padding, or the last real token */
+            if (t < first || t + 1 >= L) {
                 if (dz)
                     memset(dz, 0, (size_t)V * sizeof *dz);
                 continue;

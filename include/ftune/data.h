@@ -24,6 +24,10 @@ typedef struct ft_dataset {
     /* optional int32 "lengths" [N] (text datasets): real positions of each row, in
      * [0, sample.d[0]]; read whole at open (4 bytes a row). NULL when absent. */
     int *lengths;
+    /* optional int32 "prompt_lengths" [N] (source -> target rows, docs/text.md): tokens
+     * before the first target token, in [1, length]; only the target part is trained on
+     * (ft_lm_loss_prompt). NULL when absent. */
+    int *prompt_lengths;
 } ft_dataset;
 
 /* Opens and validates (float32 inputs, int32 labels, same N, labels in
@@ -39,6 +43,9 @@ int ft_dataset_labels(ft_dataset *d, int *out, ft_err *err);
  * the dataset has lengths and len != NULL; *has_len says which. */
 int ft_dataset_read_len(ft_dataset *d, const uint64_t *idx, int n, float *x, int *y, int *len,
                         int *has_len, ft_err *err);
+/* Copies the prompt lengths of rows idx[0..n) into out and returns 1 when the dataset has
+ * them (and out != NULL), else returns 0. */
+int ft_dataset_prompts(const ft_dataset *d, const uint64_t *idx, int n, int *out);
 void ft_dataset_close(ft_dataset *d);
 
 /* Writer used by importers: creates path with inputs [n, shape] and labels. */

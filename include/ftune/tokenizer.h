@@ -105,13 +105,21 @@ typedef struct ft_text_import_opts {
      * write compact ids with a vocab_map dataset (ft_vocab_map below); 0: tokenizer ids */
     int vocab_limit;
     const char *vocab_map; /* reuse this file's vocab_map instead (exclusive with vocab_limit) */
+    /* generation only, 1: the decoder-only layout (docs/text.md, "Source -> target
+     * training"): each "inputs" row is [CLS] source separator target end-of-text, with
+     * "prompt_lengths" int32 [N] (tokens before the first target token); "targets" and
+     * "target_lengths" are written as usual (the references). */
+    int lm_layout;
+    /* lm layout: text whose tokens separate source and target; NULL: the tokenizer's
+     * end-of-text (GPT-2 <|endoftext|>, WordPiece [SEP]) */
+    const char *separator;
 } ft_text_import_opts;
 
 void ft_text_import_opts_init(ft_text_import_opts *o); /* defaults: max_len 128 */
 
 typedef struct ft_text_import_stats {
-    uint64_t rows, truncated, target_truncated, tokens;
-    int longest; /* most tokens in a row before truncation */
+    uint64_t rows, truncated, target_truncated, tokens; /* lm layout: truncated = sources */
+    int longest;                                        /* most tokens in a row before truncation */
     int classes;
     int32_t pad_id;      /* as written (compact with a vocab map) */
     int32_t vocab_size;  /* the vocab_size attribute written */

@@ -395,6 +395,91 @@ static int make_row(row_ctx *c, const char *s, size_t len, int target, int speci
     return FT_OK;
 }
 
+/* The decoder-only layout of one source -> target pair (docs/text.md, "Source -> target
+ * training"): [pre] source sep target eot, padded to width. The target keeps at most cap - 1
+ * tokens (cap = --target-max-len, eot included, as its "targets" row); the source gets the
+ * room left, and only when even an empty source leaves too little is the target cut further. */
+typedef struct {
+    int32_t pre;        /* [CLS] or -1 */
+    const int32_t *sep; /* separator tokenizer ids */
+    int nsep;
+    int32_t eot; /* end of text */
+} lm_layout;
+
+static void make_lm_row(row_ctx *c, const lm_layout *lm, const ft_ids *src, const ft_ids *tgt,
+                        int width, int cap, float *row, int *out_len, int *prompt, int *full,
+                        int *src_cut, int *tgt_cut)
+{
+    int fixed = (lm->pre >= 0) + lm->nsep + 1; /* fits: checked against width up front */
+    int nsrc = src->n > (size_t)(1 << 28) ? 1 << 28 : (int)src->n;
+    int ntgt = tgt->n > (size_t)(1 << 28) ? 1 << 28 : (int)tgt->n;
+    int tkeep = ntgt < cap - 1 ? ntgt : cap - 1;
+    if (tkeep > width - fixed)
+        tkeep = width - fixed;
+    int skeep = width - fixed - tkeep;
+    if (skeep > nsrc)
+        skeep = nsrc;
+    *full = fixed + nsrc + ntgt;
+    *src_cut = skeep < nsrc;
+    *tgt_cut = tkeep < ntgt;
+    int k = 0;
+    if (lm->pre >= 0)
+        row[k++] = out_id(c, lm->pre);
+    for (int i = 0; i < skeep; i++)
+        row[k++] = out_id(c, src->v[i]);
+    for (int i = 0; i < lm->nsep; i++)
+        row[k++] = out_id(c, lm->sep[i]);
+    *prompt = k;
+    for (int i = 0; i < tkeep; i++)
+        row[k++] = out_id(c, tgt->v[i]);
+    row[k++] = out_id(c, lm->eot);
+    *out_len = k;
+    float pad = c->map ? (float)ft_vocab_map_id(c->map, c->pad) : (float)c->pad;
+    for (int i = k; i < width; i++)
+        row[i] = pad;
+}
+
+/* The lm layout's special ids; FT_EINPUT when the tokenizer lacks them or they do not fit. */
+static int lm_setup(row_ctx *c, const ft_text_import_opts *o, int T, ft_ids *sep, lm_layout *lm,
+                    ft_err *err)
+{
+    if (!o->generate)
+        return ft_fail(err, FT_EINPUT, "the lm layout is for --task generate (source + target)");
+    if (o->specials == 0)
+        return ft_fail(err, FT_EINPUT,
+                       "the lm layout needs its separator and end-of-text tokens; drop "
+                       "--no-specials");
+    lm->pre = c->wordpiece ? c->cls : -1;
+    lm->eot = c->wordpiece ? c->sep : c->eos;
+    if (lm->eot < 0)
+        return ft_fail(err, FT_EINPUT,
+                       "the lm layout needs an end-of-text token (%s), which the "
+                       "tokenizer's vocabulary lacks",
+                       c->wordpiece ? "[SEP]" : "<|endoftext|>");
+    sep->n = 0;
+    if (o->separator) {
+        int rc = ft_tokenizer_encode(c->tok, o->separator, strlen(o->separator), sep, err);
+        if (rc)
+            return rc;
+        if (sep->n == 0 || sep->n > 64)
+            return ft_fail(err, FT_EINPUT, "--separator '%s' is %zu tokens, expected 1 to 64",
+                           o->separator, sep->n);
+    } else {
+        int32_t e = lm->eot;
+        if (ft_ids_push(sep, e))
+            return ft_fail(err, FT_ERUNTIME, "out of memory");
+    }
+    lm->sep = sep->v;
+    lm->nsep = (int)sep->n;
+    int fixed = (lm->pre >= 0) + lm->nsep + 1;
+    if (T < fixed)
+        return ft_fail(err, FT_EINPUT,
+                       "max_len %d leaves no room for the lm layout's %d fixed tokens (%sthe "
+                       "separator, end-of-text)",
+                       T, fixed, lm->pre >= 0 ? "[CLS], " : "");
+    return FT_OK;
+}
+
 #define CHUNK 256
 
 int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_text_import_opts *o,
@@ -424,6 +509,13 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
         c.pad = 0;
     st->pad_id = c.pad;
     int specials = o->specials != 0;
+    int lmrow = gen && o->lm_layout;
+    lm_layout lm = {-1, NULL, 0, -1};
+    ft_ids sepids = {0}, sids = {0};
+    if (o->lm_layout && (rc = lm_setup(&c, o, T, &sepids, &lm, err)) != FT_OK) {
+        ft_ids_free(&sepids);
+        return rc;
+    }
 
     /* pass 1: count rows, collect labels */
     reader r;
@@ -433,15 +525,19 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
     long long maxnum = -1;
     char tmp[32];
     uint64_t n = 0;
-    if (o->vocab_limit > 0 && o->vocab_map)
+    if (o->vocab_limit > 0 && o->vocab_map) {
+        ft_ids_free(&sepids);
         return ft_fail(err, FT_EINPUT, "a vocab limit and a vocab map file exclude each other");
+    }
     /* --vocab-limit counts every id of every text (and target), before truncation */
     size_t ntok = ft_tokenizer_vocab_size(tok);
     uint64_t *counts = o->vocab_limit > 0 ? calloc(ntok ? ntok : 1, sizeof *counts) : NULL;
     ft_ids cids = {0};
     ft_vocab_map map = {0};
-    if (o->vocab_limit > 0 && !counts)
+    if (o->vocab_limit > 0 && !counts) {
+        ft_ids_free(&sepids);
         return ft_fail(err, FT_ERUNTIME, "out of memory");
+    }
     for (int i = 0; o->classes && i < o->nclasses; i++) {
         int32_t dummy;
         if (ft_strmap_get(&labels, o->classes[i], strlen(o->classes[i]), &dummy))
@@ -451,6 +547,7 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
         if (rc) {
             free(counts);
             ft_strmap_free(&labels);
+            ft_ids_free(&sepids);
             return rc;
         }
     }
@@ -527,21 +624,36 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
     int classes = gen ? 1 : numeric ? (int)maxnum + 1 : (int)labels.n;
     if (rc == FT_OK && !gen && o->classes)
         classes = o->nclasses;
+    /* the lm layout's separator must survive a compact vocabulary: a separator read as
+     * UNK would make every prompt end alike with unknown text */
+    int32_t extra[2 + 64] = {c.pad};
+    int nextra = 1;
+    for (int i = 0; lmrow && i < lm.nsep; i++)
+        extra[nextra++] = lm.sep[i];
+    if (lmrow)
+        extra[nextra++] = lm.eot;
     if (rc == FT_OK && counts) {
-        int32_t extra[1] = {c.pad};
-        rc = ft_vocab_map_build(&map, tok, counts, o->vocab_limit, extra, 1, err);
+        rc = ft_vocab_map_build(&map, tok, counts, o->vocab_limit, extra, nextra, err);
     } else if (rc == FT_OK && o->vocab_map) {
         rc = ft_vocab_map_read(&map, o->vocab_map, tok, err);
         /* padding must stay distinguishable from unknown text */
         if (rc == FT_OK && (c.pad >= map.ntok || map.compact[c.pad] == map.n - 1))
             rc = ft_fail(err, FT_EINPUT, "%s: the padding id %d is not in its vocab_map",
                          o->vocab_map, (int)c.pad);
+        for (int i = 1; rc == FT_OK && i < nextra; i++)
+            if (extra[i] >= map.ntok || map.compact[extra[i]] == map.n - 1)
+                rc = ft_fail(err, FT_EINPUT,
+                             "%s: token id %d of the lm layout's %s is not in its vocab_map "
+                             "(make the map with the same --layout lm and --separator)",
+                             o->vocab_map, (int)extra[i],
+                             i < nextra - 1 ? "separator" : "end-of-text");
     }
     free(counts);
     ft_ids_free(&cids);
     if (rc) {
         ft_strmap_free(&labels);
         ft_vocab_map_free(&map);
+        ft_ids_free(&sepids);
         return rc;
     }
     if (map.ids) {
@@ -557,15 +669,17 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
     if (rc) {
         ft_strmap_free(&labels);
         ft_vocab_map_free(&map);
+        ft_ids_free(&sepids);
         return rc;
     }
-    hid_t ds_len = -1, ds_tgt = -1, ds_tlen = -1;
+    hid_t ds_len = -1, ds_tgt = -1, ds_tlen = -1, ds_plen = -1;
     float *x = malloc((size_t)CHUNK * (size_t)T * sizeof *x);
     float *tg = gen ? malloc((size_t)CHUNK * (size_t)T2 * sizeof *tg) : NULL;
     int *y = calloc(CHUNK, sizeof *y);
     int32_t *lens = calloc(CHUNK, sizeof *lens), *tlens = calloc(CHUNK, sizeof *tlens);
+    int32_t *plens = calloc(CHUNK, sizeof *plens);
     ft_ids ids = {0};
-    if (!x || (gen && !tg) || !y || !lens || !tlens)
+    if (!x || (gen && !tg) || !y || !lens || !tlens || !plens)
         rc = ft_fail(err, FT_ERUNTIME, "out of memory");
     if (rc == FT_OK) {
         ds_len = create_2d(w.file, "lengths", H5T_STD_I32LE, n, 0);
@@ -573,7 +687,9 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
             ds_tgt = create_2d(w.file, "targets", H5T_IEEE_F32LE, n, (uint64_t)T2);
             ds_tlen = create_2d(w.file, "target_lengths", H5T_STD_I32LE, n, 0);
         }
-        if (ds_len < 0 || (gen && (ds_tgt < 0 || ds_tlen < 0)))
+        if (lmrow)
+            ds_plen = create_2d(w.file, "prompt_lengths", H5T_STD_I32LE, n, 0);
+        if (ds_len < 0 || (gen && (ds_tgt < 0 || ds_tlen < 0)) || (lmrow && ds_plen < 0))
             rc = ft_h5_fail(err, FT_ERUNTIME, "%s: cannot create the text datasets", w.tmp_path);
     }
     if (rc == FT_OK)
@@ -591,39 +707,67 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
             size_t sl, ll;
             int full, len;
             rc = get_field(&r, &f1, 0, tmp, sizeof tmp, &s, &sl, err);
-            if (rc == FT_OK)
-                rc = make_row(&c, s, sl, 0, specials, T, x + (size_t)filled * (size_t)T, &ids,
-                              &full, &len, err);
-            if (rc) {
-                ft_err_prefix(err, "%s:%zu", in, r.rec_line);
-                break;
-            }
-            lens[filled] = len;
-            st->tokens += (uint64_t)len;
-            st->truncated += full > T;
-            if (full > st->longest)
-                st->longest = full;
-            rc = get_field(&r, &f2, !gen, tmp, sizeof tmp, &l, &ll, err);
-            if (rc == FT_OK && gen) {
-                uint64_t unk = c.unk; /* st->unk_tokens and st->tokens count inputs only */
-                rc = make_row(&c, l, ll, 1, specials, T2, tg + (size_t)filled * (size_t)T2, &ids,
-                              &full, &len, err);
+            if (rc == FT_OK && lmrow) {
+                /* the reference target row first: it leaves the target's ids in ids */
+                rc = get_field(&r, &f2, 0, tmp, sizeof tmp, &l, &ll, err);
+                uint64_t unk = c.unk; /* st->unk_tokens counts inputs only */
+                int tlen = 0;
+                if (rc == FT_OK)
+                    rc = make_row(&c, l, ll, 1, specials, T2, tg + (size_t)filled * (size_t)T2,
+                                  &ids, &full, &tlen, err);
                 c.unk = unk;
-                if (rc)
+                tlens[filled] = tlen;
+                sids.n = 0;
+                if (rc == FT_OK)
+                    rc = ft_tokenizer_encode(tok, s, sl, &sids, err);
+                if (rc) {
                     ft_err_prefix(err, "%s:%zu", in, r.rec_line);
-                tlens[filled] = len;
-                st->target_truncated += full > T2;
-            } else if (rc == FT_OK) {
-                int32_t id = 0;
-                if (numeric) {
-                    char lb[32];
-                    memcpy(lb, l, ll);
-                    lb[ll] = '\0';
-                    id = (int32_t)atoll(lb);
-                } else {
-                    ft_strmap_get(&labels, l, ll, &id);
+                    break;
                 }
-                y[filled] = id;
+                int scut, tcut;
+                make_lm_row(&c, &lm, &sids, &ids, T, T2, x + (size_t)filled * (size_t)T, &len,
+                            &plens[filled], &full, &scut, &tcut);
+                lens[filled] = len;
+                st->tokens += (uint64_t)len;
+                st->truncated += (uint64_t)scut;
+                st->target_truncated += (uint64_t)tcut;
+                if (full > st->longest)
+                    st->longest = full;
+            } else {
+                if (rc == FT_OK)
+                    rc = make_row(&c, s, sl, 0, specials, T, x + (size_t)filled * (size_t)T, &ids,
+                                  &full, &len, err);
+                if (rc) {
+                    ft_err_prefix(err, "%s:%zu", in, r.rec_line);
+                    break;
+                }
+                lens[filled] = len;
+                st->tokens += (uint64_t)len;
+                st->truncated += full > T;
+                if (full > st->longest)
+                    st->longest = full;
+                rc = get_field(&r, &f2, !gen, tmp, sizeof tmp, &l, &ll, err);
+                if (rc == FT_OK && gen) {
+                    uint64_t unk = c.unk; /* st->unk_tokens and st->tokens count inputs only */
+                    rc = make_row(&c, l, ll, 1, specials, T2, tg + (size_t)filled * (size_t)T2,
+                                  &ids, &full, &len, err);
+                    c.unk = unk;
+                    if (rc)
+                        ft_err_prefix(err, "%s:%zu", in, r.rec_line);
+                    tlens[filled] = len;
+                    st->target_truncated += full > T2;
+                } else if (rc == FT_OK) {
+                    int32_t id = 0;
+                    if (numeric) {
+                        char lb[32];
+                        memcpy(lb, l, ll);
+                        lb[ll] = '\0';
+                        id = (int32_t)atoll(lb);
+                    } else {
+                        ft_strmap_get(&labels, l, ll, &id);
+                    }
+                    y[filled] = id;
+                }
             }
             if (rc)
                 break;
@@ -635,7 +779,9 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
                 (write_rows(ds_len, H5T_NATIVE_INT32, done, (uint64_t)filled, 0, lens) ||
                  (gen &&
                   (write_rows(ds_tgt, H5T_NATIVE_FLOAT, done, (uint64_t)filled, (uint64_t)T2, tg) ||
-                   write_rows(ds_tlen, H5T_NATIVE_INT32, done, (uint64_t)filled, 0, tlens)))))
+                   write_rows(ds_tlen, H5T_NATIVE_INT32, done, (uint64_t)filled, 0, tlens))) ||
+                 (lmrow &&
+                  write_rows(ds_plen, H5T_NATIVE_INT32, done, (uint64_t)filled, 0, plens))))
                 rc = ft_h5_fail(err, FT_ERUNTIME, "%s: cannot write rows", w.tmp_path);
             done += (uint64_t)filled;
             filled = 0;
@@ -648,6 +794,9 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
         rc = ft_fail(err, FT_EINPUT, "%s: changed while reading (%llu rows, then %llu)", in,
                      (unsigned long long)n, (unsigned long long)done);
     /* attributes */
+    const char *sep_text = o->separator ? o->separator
+                           : lmrow      ? ft_tokenizer_token(tok, lm.eot)
+                                        : "";
     if (rc == FT_OK) {
         hid_t f = w.file;
         const char *tk = ft_tokenizer_kind(tok) == FT_TOK_BPE        ? "gpt2-bpe"
@@ -663,7 +812,9 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
             (c.map && (ft_h5_set_int_attr(f, "unk_id", map.n - 1, err) ||
                        ft_h5_set_int_attr(f, "tokenizer_vocab_size", map.ntok, err))) ||
             ft_h5_set_int_attr(f, "max_len", T, err) ||
-            (gen && ft_h5_set_int_attr(f, "target_max_len", T2, err))) {
+            (gen && ft_h5_set_int_attr(f, "target_max_len", T2, err)) ||
+            (lmrow && (ft_h5_set_str_attr(f, "layout", "lm", err) ||
+                       ft_h5_set_str_attr(f, "separator", sep_text, err)))) {
             rc = err->code ? err->code : FT_ERUNTIME;
             ft_err_prefix(err, "%s", w.tmp_path);
         }
@@ -693,6 +844,8 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
         H5Dclose(ds_tgt);
     if (ds_tlen >= 0)
         H5Dclose(ds_tlen);
+    if (ds_plen >= 0)
+        H5Dclose(ds_plen);
     if (rc == FT_OK)
         rc = ft_dataset_finish(&w, err);
     else
@@ -706,7 +859,10 @@ int ft_import_text(const char *in, const char *out, ft_tokenizer *tok, const ft_
     free(y);
     free(lens);
     free(tlens);
+    free(plens);
     ft_ids_free(&ids);
+    ft_ids_free(&sids);
+    ft_ids_free(&sepids);
     ft_strmap_free(&labels);
     return rc;
 }

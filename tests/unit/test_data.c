@@ -813,9 +813,73 @@ static void test_lengths(void)
     ft_dataset_close(&d);
 }
 
+/* Adds an int32 [count] dataset to a file. */
+static void add_ints(const char *path, const char *name, const int *v, hsize_t count)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(1, &count, NULL);
+    hid_t ds = H5Dcreate2(f, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    CHECK(ds >= 0);
+    H5Dwrite(ds, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+/* The optional "prompt_lengths" of source -> target rows: 1 <= p <= the row's length. */
+static void test_prompt_lengths(void)
+{
+    ft_err err = {0};
+    ft_dataset d;
+    const int len[4] = {5, 1, 3, 2};
+    const int good[4] = {2, 1, 3, 1};
+    const char *path = lengths_file("pl.h5", len, 4, H5T_STD_I32LE);
+    add_ints(path, "prompt_lengths", good, 4);
+    CHECK(ft_dataset_open(&d, path, NULL, &err) == FT_OK);
+    const uint64_t idx[3] = {3, 0, 2};
+    int p[3] = {0, 0, 0};
+    CHECK(ft_dataset_prompts(&d, idx, 3, p) == 1);
+    CHECK(p[0] == 1 && p[1] == 2 && p[2] == 3);
+    CHECK(ft_dataset_prompts(&d, idx, 3, NULL) == 0);
+    ft_dataset_close(&d);
+    CHECK(d.prompt_lengths == NULL);
+
+    const int zero[4] = {2, 1, 3, 0}; /* row 3: an empty prompt */
+    path = lengths_file("pl0.h5", len, 4, H5T_STD_I32LE);
+    add_ints(path, "prompt_lengths", zero, 4);
+    CHECK(ft_dataset_open(&d, path, NULL, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg,
+                       "pl0.h5: dataset \"prompt_lengths\" row 3 is 0, expected 1 to 2 (the "
+                       "row's \"lengths\" entry)");
+    const int longer[4] = {2, 2, 3, 1}; /* row 1: beyond its length 1 */
+    path = lengths_file("pl_long.h5", len, 4, H5T_STD_I32LE);
+    add_ints(path, "prompt_lengths", longer, 4);
+    CHECK(ft_dataset_open(&d, path, NULL, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "row 1 is 2, expected 1 to 1");
+    path = lengths_file("pl_n.h5", len, 4, H5T_STD_I32LE);
+    add_ints(path, "prompt_lengths", good, 3);
+    CHECK(ft_dataset_open(&d, path, NULL, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "\"prompt_lengths\" has shape [3], expected [4]");
+
+    /* without "lengths" the bound is the row's positions (T = 5) */
+    const char *plain = tpath("pl_nolen.h5");
+    ft_shape s = ft_shape1(5);
+    ft_dataset_writer w;
+    float px[10] = {0};
+    int py[2] = {0, 0};
+    CHECK(ft_dataset_create(&w, plain, 2, &s, 2, &err) == FT_OK);
+    CHECK(ft_dataset_append(&w, px, py, 2, &err) == FT_OK);
+    CHECK(ft_dataset_finish(&w, &err) == FT_OK);
+    const int six[2] = {5, 6};
+    add_ints(plain, "prompt_lengths", six, 2);
+    CHECK(ft_dataset_open(&d, plain, NULL, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "row 1 is 6, expected 1 to 5 (the row's positions)");
+}
+
 int main(void)
 {
     test_lengths();
+    test_prompt_lengths();
     test_round_trip();
     test_chunked_big_endian();
     test_validation();

@@ -218,10 +218,53 @@ static void test_lm_loss(void)
     CHECK(ft_lm_bad_row(frac, len, 2, 3, 3) == 0);
 }
 
+/* Source -> target rows: only positions prompt - 1 .. length - 2 count, worked by hand. */
+static void test_lm_loss_prompt(void)
+{
+    /* T = 4, V = 3. Row 0: length 4, prompt 2 -> targets at t = 1 (id x[2] = 1) and t = 2
+     * (id x[3] = 2). Row 1: length 3, prompt 3 = its length -> no target. Row 2: length 2,
+     * prompt 1 -> t = 0 (id x[9] = 0), as without a prompt. */
+    const float z[3 * 4 * 3] = {5, 0, 0, 0, 0, 4, 1, 2, 3, 7, 7, 7, /* row 0 */
+                                1, 2, 3, 3, 2, 1, 0, 0, 0, 9, 0, 0, /* row 1 */
+                                2, 1, 0, 6, 6, 6, 6, 6, 6, 6, 6, 6};
+    const float x[12] = {1, 0, 1, 2, 2, 1, 0, 1, 2, 0, 0, 0};
+    const int len[3] = {4, 3, 2}, prompt[3] = {2, 3, 1};
+    float dz[36];
+    ft_lm_stats st = {0, 0, 0};
+    CHECK(ft_lm_loss_prompt(z, x, len, prompt, 3, 4, 3, 0.25f, dz, &st) == -1);
+    /* t = 1 of row 0: logits (0, 0, 4), target 1: nll = log(2 + e^4) - 0, argmax 2 misses;
+     * t = 2 of row 0: logits (1, 2, 3), target 2: nll = log(e + e^2 + e^3) - 3, hit;
+     * t = 0 of row 2: logits (2, 1, 0), target 0: nll = log(e^2 + e + 1) - 2, hit. */
+    double want = log(2 + exp(4.0)) + (log(exp(1.0) + exp(2.0) + exp(3.0)) - 3) +
+                  (log(exp(2.0) + exp(1.0) + 1) - 2);
+    CHECK_NEAR(st.nll, want, 1e-9);
+    CHECK(st.tokens == 3 && st.correct == 2);
+    CHECK(ft_lm_targets_prompt(len, prompt, 3, 4) == 3);
+    CHECK(ft_lm_targets_prompt(len, NULL, 3, 4) == 3 + 2 + 1);
+    /* gradient: 0.25 * (softmax - onehot) at the three target positions, 0 elsewhere */
+    double s1 = 2 + exp(4.0);
+    CHECK_NEAR(dz[3 * 1 + 0], 0.25 / s1, 1e-7);
+    CHECK_NEAR(dz[3 * 1 + 1], 0.25 * (1 / s1 - 1), 1e-7);
+    CHECK_NEAR(dz[3 * 1 + 2], 0.25 * exp(4.0) / s1, 1e-7);
+    double s2 = exp(1.0) + exp(2.0) + exp(3.0);
+    CHECK_NEAR(dz[3 * 2 + 2], 0.25 * (exp(3.0) / s2 - 1), 1e-7);
+    CHECK_NEAR(dz[24 + 0], 0.25 * (exp(2.0) / (exp(2.0) + exp(1.0) + 1) - 1), 1e-7);
+    const int zero_at[] = {0,  1,  2,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+                           20, 21, 22, 23, 27, 28, 29, 30, 31, 32, 33, 34, 35};
+    for (size_t k = 0; k < sizeof zero_at / sizeof *zero_at; k++)
+        CHECK(dz[zero_at[k]] == 0.0f); /* the prompt (row 0, t = 0), row 1, padding */
+    /* a bad id in the prompt is still an error: the embedding would read it */
+    const float badx[12] = {1, 5, 1, 2, 2, 1, 0, 1, 2, 0, 0, 0};
+    ft_lm_stats s3 = {0, 0, 0};
+    CHECK(ft_lm_loss_prompt(z, badx, len, prompt, 3, 4, 3, 1.0f, NULL, &s3) == 0);
+    CHECK(s3.tokens == 0);
+}
+
 int main(void)
 {
     test_tied_fd();
     test_untied_frozen();
     test_lm_loss();
+    test_lm_loss_prompt();
     return tu_done("test_lm");
 }

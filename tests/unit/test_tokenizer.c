@@ -554,6 +554,81 @@ static void test_import_text(void)
     ft_tokenizer_free(t);
 }
 
+static int read_floats(const char *path, const char *name, float *out)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return -1;
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    herr_t st = d < 0 ? -1 : H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+    if (d >= 0)
+        H5Dclose(d);
+    H5Fclose(f);
+    return st < 0 ? -1 : 0;
+}
+
+/* --layout lm: [CLS] source SEP target [SEP], the target capped first by target_max_len,
+ * the source truncated to the room left, then the target when even that is not enough. */
+static void test_lm_layout(void)
+{
+    const char *v =
+        write_str("lm_vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nb\nc\nd\ne\n-\n");
+    ft_tokenizer *t;
+    ft_err err = {0};
+    if (!CHECK(ft_tokenizer_load(&t, v, NULL, NULL, &err) == FT_OK))
+        return;
+    const char *jl =
+        write_str("lm.jsonl", "{\"source\": \"a b\", \"target\": \"c\"}\n"
+                              "{\"source\": \"a b c d e a b\", \"target\": \"d e d e\"}\n");
+    char out[512];
+    snprintf(out, sizeof out, "%s/lm.h5", tu_tmpdir());
+    ft_text_import_opts o;
+    ft_text_import_opts_init(&o);
+    o.generate = 1;
+    o.lm_layout = 1;
+    o.max_len = 8;
+    o.target_max_len = 3;
+    ft_text_import_stats st;
+    CHECK(ft_import_text(jl, out, t, &o, &st, &err) == FT_OK && st.rows == 2);
+    float x[16], tg[6];
+    int len[2], pl[2], tl[2];
+    CHECK(read_floats(out, "inputs", x) == 0 && read_floats(out, "targets", tg) == 0);
+    CHECK(read_ints(out, "lengths", len, 2) == 0 && read_ints(out, "prompt_lengths", pl, 2) == 0);
+    CHECK(read_ints(out, "target_lengths", tl, 2) == 0);
+    /* row 0: [CLS] a b [SEP] c [SEP] pad pad; row 1: target d e (+ [SEP]) of 3, source 3 of 7 */
+    const float want[16] = {2, 5, 6, 3, 7, 3, 0, 0, 2, 5, 6, 7, 3, 8, 9, 3};
+    for (int i = 0; i < 16; i++)
+        CHECK(x[i] == want[i]);
+    CHECK(len[0] == 6 && pl[0] == 4 && len[1] == 8 && pl[1] == 5);
+    CHECK(tl[0] == 2 && tl[1] == 3 && tg[0] == 7 && tg[1] == 3 && tg[3] == 8 && tg[5] == 3);
+    CHECK(st.truncated == 1 && st.target_truncated == 1);
+
+    /* a text separator; max_len 4 leaves the second row an empty source and one target token */
+    o.separator = "-";
+    o.max_len = 4;
+    CHECK(ft_import_text(jl, out, t, &o, &st, &err) == FT_OK);
+    CHECK(read_floats(out, "inputs", x) == 0 && read_ints(out, "prompt_lengths", pl, 2) == 0);
+    CHECK(read_ints(out, "lengths", len, 2) == 0);
+    const float want2[8] = {2, 10, 7, 3, 2, 10, 8, 3}; /* row 0's source does not fit either */
+    for (int i = 0; i < 8; i++)
+        CHECK(x[i] == want2[i]);
+    CHECK(pl[0] == 2 && len[0] == 4 && pl[1] == 2 && len[1] == 4);
+
+    /* errors */
+    o.max_len = 2;
+    CHECK(ft_import_text(jl, out, t, &o, &st, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "max_len 2 leaves no room for the lm layout's 3 fixed tokens");
+    o.max_len = 8;
+    o.specials = 0;
+    CHECK(ft_import_text(jl, out, t, &o, &st, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "drop --no-specials");
+    o.specials = -1;
+    o.separator = " ";
+    CHECK(ft_import_text(jl, out, t, &o, &st, &err) == FT_EINPUT);
+    CHECK_STR_CONTAINS(err.msg, "--separator ' ' is 0 tokens, expected 1 to 64");
+    ft_tokenizer_free(t);
+}
+
 /* An int32 vocab_map dataset of any shape, for the malformed-file cases. */
 static const char *write_map(const char *name, const int32_t *v, hsize_t d0, hsize_t d1)
 {
@@ -697,6 +772,7 @@ int main(int argc, char **argv)
     test_tokenizer_json();
     test_npm_bert();
     test_import_text();
+    test_lm_layout();
     test_vocab_map();
     return tu_done("test_tokenizer");
 }
