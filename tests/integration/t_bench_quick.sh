@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the benchmark (label "bench"): bench/run.sh --quick runs every ftune and
-# PyTorch row (T1, the GPT-2-small fine-tune, included) for a few steps and writes its table as JSON. Checks that it runs and that the
-# JSON has every row and target; timings are never asserted (they mean nothing in a smoke
-# run, and the machine is shared). Skipped (77) without PyTorch.
+# PyTorch row (T1, the GPT-2-small fine-tune, included) for a few steps and writes its table
+# as JSON. Checks that it runs and that the JSON has every row and target; timings are never
+# asserted (they mean nothing in a smoke run, and the machine is shared). Skipped (77)
+# without PyTorch.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ft_init "$@"
