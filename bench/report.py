@@ -48,8 +48,21 @@ def parse_ftune(name, np_, threads, path):
     r["config"] = (f"ftune {r['ranks']} rank{'s' if r['ranks'] > 1 else ''} x "
                    f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}"
                    + (", feature cache" if r["cache"] else ""))
-    r["gflops"] = r["samples_per_s"] * MFLOP[r["workload"]] / 1000.0
+    r["gflops"] = (r["samples_per_s"] * MFLOP[r["workload"]] / 1000.0
+                   if r["workload"] in MFLOP else None)
     return r
+
+
+def t1_rates(r, info):
+    """T1 (one epoch = one step of the fixed batch): tokens/s over the epochs after the
+    warm-up ones, real tokens = the sum of the batch's lengths per step."""
+    timed = r["epochs"][info["warmup_steps"]:]
+    secs = sum(e["seconds"] for e in timed)
+    r["steps_timed"] = len(timed)
+    r["step_seconds"] = [e["seconds"] for e in timed]
+    r["tokens"] = info["tokens_per_step"] * len(timed)
+    r["seconds_timed"] = secs
+    r["tokens_per_s"] = r["tokens"] / secs if secs > 0 else 0.0
 
 
 def sgemm_rates(path):
@@ -89,15 +102,28 @@ def main():
             rows.append(parse_ftune(*line.rstrip("\n").split("\t")))
     with open(os.path.join(W, "torch.json")) as f:
         torch_rows = json.load(f)
+    t1_info = None
+    if os.path.exists(os.path.join(W, "t1.json")):
+        with open(os.path.join(W, "t1.json")) as f:
+            t1_info = json.load(f)
+        for r in rows:
+            if r["workload"] == "t1":
+                t1_rates(r, t1_info)
+    if os.path.exists(os.path.join(W, "torch_t1.json")):
+        with open(os.path.join(W, "torch_t1.json")) as f:
+            torch_rows += json.load(f)
     for t in torch_rows:
         t["peer"] = "pytorch"
         t["cache"] = False
     rows += torch_rows
 
     best_torch = {}
+    def rate(r):  # T1 compares real tokens/s (its rows' samples/s include the warm-up)
+        return r["tokens_per_s"] if r["workload"] == "t1" else r["samples_per_s"]
+
     for t in torch_rows:
         wl = t["workload"]
-        if wl not in best_torch or t["samples_per_s"] > best_torch[wl]["samples_per_s"]:
+        if wl not in best_torch or rate(t) > rate(best_torch[wl]):
             best_torch[wl] = t
 
     def sgemm_for(r):
@@ -114,7 +140,13 @@ def main():
         s = sgemm_for(r)
         r["pct_sgemm"] = 100.0 * r["gflops"] / s if s else None
         bt = best_torch.get(r["workload"])
-        r["vs_best_torch"] = r["samples_per_s"] / bt["samples_per_s"] if bt else None
+        r["vs_best_torch"] = rate(r) / rate(bt) if bt else None
+        if r["workload"] == "t1":  # the fastest step: less sensitive to other load
+            r["fastest_step_s"] = min(r.get("step_seconds") or [0.0]) or None
+            tt = [min(t["step_seconds"]) for t in torch_rows
+                  if t["workload"] == "t1" and t.get("step_seconds")]
+            r["vs_best_torch_fastest"] = (min(tt) / r["fastest_step_s"]
+                                          if tt and r["fastest_step_s"] else None)
         table.append(r)
         if r["peer"] == "ftune" and r["cache"] and len(r["epochs"]) > 1:
             later = r["epochs"][1:]
@@ -128,15 +160,17 @@ def main():
             e["pct_sgemm"] = None
             table.append(e)
 
-    order = {"w1-pretrain": 0, "w1-finetune": 1, "w2": 2}
+    order = {"w1-pretrain": 0, "w1-finetune": 1, "w2": 2, "t1": 3}
     table.sort(key=lambda r: (order[r["workload"]], r["peer"] != "ftune"))
 
     lines = []
+    table_w = [r for r in table if r["workload"] != "t1"]  # T1 has a table of its own
     hdr = (f"{'workload':12} {'config':52} {'samples/s':>10} {'GFLOP/s':>8} {'%SGEMM':>7} "
            f"{'peak RSS':>9} {'vs best':>8} {'data':>6} {'allred':>6}")
-    lines.append(hdr)
-    lines.append("-" * len(hdr))
-    for r in table:
+    if table_w:
+        lines.append(hdr)
+        lines.append("-" * len(hdr))
+    for r in table_w:
         T = r.get("seconds") or 0
         dw = 100 * r["data_wait_s"] / T if T and "data_wait_s" in r and not r.get(
             "later_epochs") else None
@@ -147,19 +181,48 @@ def main():
             f"{r['gflops']:8.1f} {fmt(r['pct_sgemm'], '6.1f'):>7} "
             f"{fmt(r.get('peak_rss_mib'), '8.1f'):>9} {fmt(r['vs_best_torch'], '7.2f'):>8} "
             f"{fmt(dw, '5.1f'):>6} {fmt(aw, '5.1f'):>6}")
-    lines.append("")
-    lines.append("samples/s: wall time of the training steps (ftune: its 'train:' line; PyTorch: "
-                 "after warm-up). GFLOP/s: samples/s x the workload's MFLOP per sample "
-                 f"({', '.join(f'{k} {v}' for k, v in MFLOP.items())}); for the feature cache "
-                 "this is an effective rate.")
-    lines.append("%SGEMM: W2 only, against the SGEMM microbenchmark on the same calls and "
-                 "configuration (1x1, 1x2 threads, 2 processes x 1). 'vs best': samples/s over "
-                 "the best PyTorch row of the workload. data / allred: % of the training time "
-                 "blocked on data and on the gradient all-reduce (max over ranks).")
+    if table_w:
+        lines.append("")
+        lines.append("samples/s: wall time of the training steps (ftune: its 'train:' line; "
+                     "PyTorch: after warm-up). GFLOP/s: samples/s x the workload's MFLOP per "
+                     f"sample ({', '.join(f'{k} {v}' for k, v in MFLOP.items())}); for the "
+                     "feature cache this is an effective rate.")
+        lines.append("%SGEMM: W2 only, against the SGEMM microbenchmark on the same calls and "
+                     "configuration (1x1, 1x2 threads, 2 processes x 1). 'vs best': samples/s "
+                     "over the best PyTorch row of the workload. data / allred: % of the "
+                     "training time blocked on data and on the gradient all-reduce (max over "
+                     "ranks).")
     lines.append("SGEMM (W2 step shapes): " + ", ".join(
         f"{k} {v:.1f} GFLOP/s" for k, v in sorted(sg.items())) + f"; OpenBLAS kernels {core}")
     if a.note:
         lines.append(a.note)
+
+    t1_rows = [r for r in table if r["workload"] == "t1"]
+    if t1_rows:
+        lines.append("")
+        h1 = (f"{'workload':12} {'config':52} {'tokens/s':>10} {'s/step':>8} {'fastest':>8} "
+              f"{'steps':>6} {'peak RSS':>9} {'vs best':>8} {'fastest':>8}")
+        lines += [h1, "-" * len(h1)]
+        for r in t1_rows:
+            steps = r.get("steps_timed", r.get("steps"))
+            secs = r.get("seconds_timed", r.get("seconds"))
+            lines.append(
+                f"{'t1':12} {r['config'][:52]:52} {r['tokens_per_s']:10.1f} "
+                f"{fmt(secs / steps if steps else None, '8.2f'):>8} "
+                f"{fmt(r.get('fastest_step_s'), '8.2f'):>8} {steps:6d} "
+                f"{fmt(r.get('peak_rss_mib'), '8.1f'):>9} {fmt(r['vs_best_torch'], '7.2f'):>8} "
+                f"{fmt(r.get('vs_best_torch_fastest'), '7.2f'):>8}")
+        lines.append("")
+        lines.append(
+            f"T1: GPT-2 small (124M parameters, all trainable, AdamW), a fixed batch of "
+            f"{t1_info['rows']} x {t1_info['len']} token ids, {t1_info['tokens_per_step']} real "
+            f"tokens per step (the sum of the lengths); tokens/s over the timed steps after "
+            f"{t1_info['warmup_steps']} warm-up step(s) (ftune: its 'epoch N:' lines, one step "
+            f"per epoch; PyTorch: bench_torch_gpt2.py, 1 warm-up step). ftune's trainer does "
+            f"not pass the lengths to the layers yet: it attends to the padding and pools "
+            f"position T - 1; that changes the masking, not the cost. 'fastest': the fastest "
+            f"timed step, and the fastest PyTorch step (any setting) over it (less sensitive "
+            f"to other load on a shared machine).")
 
     # ---- targets (issue 4) ----
     ft = [r for r in table if r["peer"] == "ftune" and not r.get("later_epochs")]
@@ -202,6 +265,13 @@ def main():
         target("W1 fine-tune with the feature cache, epochs after the first, vs best PyTorch",
                v, 10.0, v is not None and v >= 10.0, c["config"])
     ratio_target("W1 pretrain vs best PyTorch", "w1-pretrain", 1.2)
+    if t1_rows:
+        t = best_torch.get("t1")
+        b = max((r for r in ft if r["workload"] == "t1"), key=rate, default=None)
+        v = rate(b) / rate(t) if b and t else None
+        target("T1 GPT-2 small fine-tune, tokens/s vs best PyTorch (issue 7)", v, 1.3,
+               v is not None and v >= 1.3,
+               f"best ftune {b['config'] if b else '-'} vs {t['config'] if t else 'no PyTorch'}")
     for wl in ("w1-pretrain", "w1-finetune", "w2"):
         r2 = get(wl, 2)
         if r2:

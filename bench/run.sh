@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# ftune's benchmark (make bench): ftune and its PyTorch peer (bench/bench_torch.py) on the
-# reference workloads W1 (pretrain, fine-tune, fine-tune with the frozen-feature cache) and W2,
-# plus an SGEMM microbenchmark on W2's shapes, in one run under one environment. Prints one
-# table and writes it as JSON. See bench/README.md.
+# ftune's benchmark (make bench): ftune and its PyTorch peers (bench/bench_torch.py,
+# bench/bench_torch_gpt2.py) on the reference workloads W1 (pretrain, fine-tune, fine-tune with
+# the frozen-feature cache), W2 and T1 (a GPT-2-small full fine-tune), plus an SGEMM
+# microbenchmark on W2's shapes, in one run under one environment. Prints one table and writes
+# it as JSON. See bench/README.md.
 #
-#   bench/run.sh [--quick] [--out FILE] [--work DIR]
+#   bench/run.sh [--quick] [--only LIST] [--out FILE] [--work DIR]
 #
 #   --quick     a smoke run (a few steps of each, one PyTorch setting): checks that everything
-#               runs, in well under a minute; its timings mean nothing
+#               runs, in about a minute; its timings mean nothing
+#   --only LIST the workload groups to run, comma-separated from w1, w2, t1 (default: all)
 #   --out FILE  the JSON results (default bench/results.json; --quick: WORK/results.json)
 #   --work DIR  run directories and logs (default: a new temporary directory, removed at the
 #               end unless BENCH_KEEP=1)
 #
 # Environment: FTUNE (default build/ftune), BENCH_DATA (default data/: the Fashion-MNIST HDF5
-# files, made here from Debian's dataset-fashion-mnist when missing), FASHION_MNIST_DIR,
+# files, made here from Debian's dataset-fashion-mnist when missing, and T1's random token
+# batch, made by bench/t1_data.py), FASHION_MNIST_DIR,
 # PYTHON (default: a python3 that imports torch and h5py; the PyTorch rows are skipped with a
 # note when there is none). OPENBLAS_CORETYPE and the other OPENBLAS_* variables are left as
 # they are and reported: every row of one run uses the same setting.
@@ -23,17 +26,24 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 QUICK=0
+ONLY=w1,w2,t1
 OUT=
 WORK=
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
+    --only) ONLY=$2; shift ;;
     --out) OUT=$2; shift ;;
     --work) WORK=$2; shift ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
+done
+
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+for w in ${ONLY//,/ }; do
+    case "$w" in w1 | w2 | t1) ;; *) echo "bench/run.sh: --only: unknown workload group $w" >&2; exit 2 ;; esac
 done
 
 FTUNE=$(realpath "${FTUNE:-build/ftune}")
@@ -69,9 +79,11 @@ convert() { # name split classes
     "$FTUNE" data import-idx --images "$FMNIST/$img" --labels "$FMNIST/$lab" "${classes[@]}" \
         -o "$out" >"$LOG/import-$1.log"
 }
-convert pretrain train 0,1,2,3,4
-convert finetune train 5,6,7,8,9
-convert all train ""
+if want w1; then
+    convert pretrain train 0,1,2,3,4
+    convert finetune train 5,6,7,8,9
+fi
+want w2 && convert all train ""
 
 # ---- tools -------------------------------------------------------------------------------
 SGEMM=$WORK/sgemm_bench
@@ -89,6 +101,30 @@ if [ -z "$PY" ]; then
 fi
 REPORT_PY=$(command -v python3 || command -v /usr/bin/python3 || true)
 [ -n "$REPORT_PY" ] || { echo "bench/run.sh: python3 is needed for the report" >&2; exit 2; }
+
+# T1's batch: 8 rows of random GPT-2 token ids, T = 128 (--quick: 16), real lengths T/2..T,
+# written by bench/t1_data.py with h5py (without h5py: the same ids through a CSV and
+# `ftune data import-csv`, which stores no lengths; ftune's trainer does not read them yet).
+# t1.json tells the report the real tokens of one step and the warm-up steps.
+T1_LEN=128 T1_ROWS=8 T1_WARMUP=2 T1_STEPS=6
+[ "$QUICK" = 1 ] && T1_LEN=16 T1_WARMUP=1 T1_STEPS=1
+T1_DATA=$DATA/t1-gpt2-small-$T1_LEN.h5
+if want t1; then
+    H5PY=
+    for p in "$PY" "$REPORT_PY" /usr/bin/python3; do
+        if [ -n "$p" ] && "$p" -c 'import h5py, numpy' >/dev/null 2>&1; then H5PY=$p; break; fi
+    done
+    if [ ! -s "$T1_DATA" ]; then
+        if [ -n "$H5PY" ]; then
+            "$H5PY" bench/t1_data.py "$T1_DATA" --rows "$T1_ROWS" --len "$T1_LEN"
+        else
+            "$REPORT_PY" bench/t1_data.py "$WORK/t1.csv" --csv --rows "$T1_ROWS" --len "$T1_LEN"
+            "$FTUNE" data import-csv "$WORK/t1.csv" --no-header -o "$T1_DATA" >"$LOG/import-t1.log"
+        fi
+    fi
+    "$REPORT_PY" bench/t1_data.py --info --rows "$T1_ROWS" --len "$T1_LEN" \
+        --warmup "$T1_WARMUP" >"$WORK/t1.json"
+fi
 
 NP2=(bash scripts/mpirun.sh 2)
 cores=$(nproc)
@@ -143,7 +179,11 @@ run() {
     [ "$np" -gt 1 ] && cmd=("${NP2[@]}" "$FTUNE")
     local limit=()
     if [ "$QUICK" = 1 ]; then
-        case "$name" in w2*) limit=(--set train.max_steps=4) ;; *) limit=(--set train.max_steps=12) ;; esac
+        case "$name" in
+        w2*) limit=(--set train.max_steps=4) ;;
+        t1*) ;; # the caller sets the steps and the length
+        *) limit=(--set train.max_steps=12) ;;
+        esac
     else # W2: the first 120 of the epoch's 235 steps keep the whole run under 10 minutes
         case "$name" in w2*) limit=(--set train.max_steps=120) ;; esac
     fi
@@ -164,17 +204,29 @@ W1F=(--set "data.train=\"$DATA/fmnist-finetune-train.h5\""
      --set "pretrained.file=\"$WORK/w1-pretrain-1x1/model.h5\"")
 W2=(--set "data.train=\"$DATA/fmnist-all-train.h5\"")
 
-run w1-pretrain-1x1 1 1 w1-pretrain.cfg "${W1P[@]}"
-run w1-pretrain-2x1 2 1 w1-pretrain.cfg "${W1P[@]}"
-[ "$QUICK" = 1 ] || run w1-pretrain-1x2 1 2 w1-pretrain.cfg "${W1P[@]}"
-run w1-finetune-1x1 1 1 w1-finetune.cfg "${W1F[@]}"
-run w1-finetune-2x1 2 1 w1-finetune.cfg "${W1F[@]}"
-[ "$QUICK" = 1 ] || run w1-finetune-1x2 1 2 w1-finetune.cfg "${W1F[@]}"
-run w1-finetune-cache-1x1 1 1 w1-finetune.cfg "${W1F[@]}" --set 'train.feature_cache="memory"'
-run w1-finetune-cache-2x1 2 1 w1-finetune.cfg "${W1F[@]}" --set 'train.feature_cache="memory"'
-run w2-1x1 1 1 w2.cfg "${W2[@]}"
-run w2-2x1 2 1 w2.cfg "${W2[@]}"
-[ "$QUICK" = 1 ] || run w2-1x2 1 2 w2.cfg "${W2[@]}"
+# T1: one epoch is one step of the fixed batch; warm-up + timed steps
+T1=(--set "data.train=\"$T1_DATA\"" --set "model.input=[$T1_LEN]"
+    --set "train.epochs=$((T1_WARMUP + T1_STEPS))" --set "train.batch_size=$T1_ROWS")
+
+if want w1; then
+    run w1-pretrain-1x1 1 1 w1-pretrain.cfg "${W1P[@]}"
+    run w1-pretrain-2x1 2 1 w1-pretrain.cfg "${W1P[@]}"
+    [ "$QUICK" = 1 ] || run w1-pretrain-1x2 1 2 w1-pretrain.cfg "${W1P[@]}"
+    run w1-finetune-1x1 1 1 w1-finetune.cfg "${W1F[@]}"
+    run w1-finetune-2x1 2 1 w1-finetune.cfg "${W1F[@]}"
+    [ "$QUICK" = 1 ] || run w1-finetune-1x2 1 2 w1-finetune.cfg "${W1F[@]}"
+    run w1-finetune-cache-1x1 1 1 w1-finetune.cfg "${W1F[@]}" --set 'train.feature_cache="memory"'
+    run w1-finetune-cache-2x1 2 1 w1-finetune.cfg "${W1F[@]}" --set 'train.feature_cache="memory"'
+fi
+if want w2; then
+    run w2-1x1 1 1 w2.cfg "${W2[@]}"
+    run w2-2x1 2 1 w2.cfg "${W2[@]}"
+    [ "$QUICK" = 1 ] || run w2-1x2 1 2 w2.cfg "${W2[@]}"
+fi
+if want t1; then
+    run t1-1x1 1 1 t1-gpt2-small.cfg "${T1[@]}"
+    [ "$QUICK" = 1 ] || run t1-1x2 1 2 t1-gpt2-small.cfg "${T1[@]}"
+fi
 
 # ---- PyTorch -----------------------------------------------------------------------------
 TORCH_JSON=$WORK/torch.json
@@ -187,8 +239,19 @@ else
     echo "== PyTorch ($("$PY" -c 'import torch; print(torch.__version__)'))"
     quick=()
     [ "$QUICK" = 1 ] && quick=(--quick)
-    BENCH_DATA=$DATA "$PY" bench/bench_torch.py all "${quick[@]}" --out "$TORCH_JSON" ||
-        { echo "bench/run.sh: the PyTorch benchmark failed" >&2; exit 1; }
+    wls=()
+    want w1 && wls+=(w1-pretrain w1-finetune)
+    want w2 && wls+=(w2)
+    if [ ${#wls[@]} -gt 0 ]; then
+        BENCH_DATA=$DATA "$PY" bench/bench_torch.py all "${quick[@]}" \
+            --workloads "$(IFS=,; echo "${wls[*]}")" --out "$TORCH_JSON" ||
+            { echo "bench/run.sh: the PyTorch benchmark failed" >&2; exit 1; }
+    fi
+    if want t1; then
+        "$PY" bench/bench_torch_gpt2.py all --data "$T1_DATA" "${quick[@]}" \
+            --out "$WORK/torch_t1.json" ||
+            { echo "bench/run.sh: the PyTorch T1 benchmark failed" >&2; exit 1; }
+    fi
 fi
 
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/machine.txt"

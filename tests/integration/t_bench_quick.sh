@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the benchmark (label "bench"): bench/run.sh --quick runs every ftune and
-# PyTorch row for a few steps and writes its table as JSON. Checks that it runs and that the
-# JSON has every row and target; timings are never asserted (they mean nothing in a smoke
-# run, and the machine is shared). Skipped (77) without PyTorch.
+# PyTorch row (T1, the GPT-2-small fine-tune, included) for a few steps and writes its table
+# as JSON. Checks that it runs and that the JSON has every row and target; timings are never
+# asserted (they mean nothing in a smoke run, and the machine is shared). Skipped (77)
+# without PyTorch.
 # shellcheck source=tests/integration/lib.sh
 source "$(dirname "$0")/lib.sh"
 ft_init "$@"
@@ -30,8 +31,8 @@ grep -q '^workload .*samples/s' "$TMP/bench.out" || fail "no table in the output
 import json, sys
 d = json.load(open(sys.argv[1]))
 rows = d["rows"]
-want = {("ftune", w) for w in ("w1-pretrain", "w1-finetune", "w2")}
-want |= {("pytorch", w) for w in ("w1-pretrain", "w1-finetune", "w2")}
+want = {("ftune", w) for w in ("w1-pretrain", "w1-finetune", "w2", "t1")}
+want |= {("pytorch", w) for w in ("w1-pretrain", "w1-finetune", "w2", "t1")}
 have = {(r["peer"], r["workload"]) for r in rows}
 missing = want - have
 assert not missing, f"missing rows: {missing}"
@@ -40,6 +41,10 @@ for r in rows:
     assert r["samples_per_s"] > 0, r
     if r["peer"] == "ftune":
         assert r["peak_rss_mib"] > 0 and r["breakdown_mib"] > 0, r
+for r in rows:
+    if r["workload"] == "t1":
+        assert r["tokens_per_s"] > 0, r
+assert any("T1" in t["target"] for t in d["targets"]), "no T1 target"
 assert set(d["sgemm"]) == {"1x1", "1x2", "2x1"}, d["sgemm"]
 assert len(d["targets"]) >= 10, len(d["targets"])
 print("ok: results.json has", len(rows), "rows and", len(d["targets"]), "targets")
