@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ftune/adapter.h"
 #include "ftune/config.h"
+#include "ftune/freeze.h"
 #include "ftune/h5io.h"
 #include "ftune/h5util.h"
 #include "ftune/preprocess.h"
@@ -18,7 +20,8 @@ static void eval_usage(FILE *f)
 {
     fputs("usage: ftune eval MODEL --data FILE [--json] [--batch-size N] [--save-logits OUT.h5]\n"
           "\n"
-          "  MODEL           an ftune model or checkpoint (.h5)\n"
+          "  MODEL           an ftune model or checkpoint (.h5); a LoRA adapter file\n"
+          "                  loads its base model first (docs/text.md, LoRA)\n"
           "  --data FILE     dataset (docs/formats.md)\n"
           "  --json          print one JSON object (samples, loss, accuracy, top5,\n"
           "                  macro_f1, per_class, confusion) instead of the table\n"
@@ -95,8 +98,8 @@ static int evaluate_model(const ft_mpi *w, const char *model_path, const char *d
 
     if (ft_load_config_text(model_path, &text, err) == FT_OK &&
         ft_config_load_string(&cfg, text, model_path, err) == FT_OK &&
-        ft_model_build(&m, &cfg.input, cfg.layers, cfg.nlayers, err) == FT_OK &&
-        ft_load_weights(model_path, &m, NULL, 0, 1, NULL, NULL, err) == FT_OK &&
+        ft_config_build_model(&cfg, &m, err) == FT_OK &&
+        ft_load_model_file(&cfg, model_path, &m, NULL, NULL, err) == FT_OK &&
         ft_dataset_open(&d, data_path, NULL, err) == FT_OK) {
         opened = 1;
         if (ft_dataset_set_preprocess(&d, &cfg.preprocess, &cfg.input, err) == FT_OK &&

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ftune/adapter.h"
+#include "ftune/freeze.h"
 #include "ftune/h5io.h"
 
 #include "commands.h"
@@ -14,7 +16,9 @@ static const char inspect_usage[] =
     "written, the input shape, every layer with its type, output shape, trainable/frozen\n"
     "state and parameter shapes, the totals, and for a checkpoint the optimizer and the\n"
     "training state (step, epoch, best metric). The parameter checksum is verified; a\n"
-    "mismatch is reported after the summary and the exit status is 2.\n"
+    "mismatch is reported after the summary and the exit status is 2. For a LoRA adapter\n"
+    "file the base model it references is loaded and its fingerprint checked: a missing\n"
+    "or changed base model is reported and the exit status is 2.\n"
     "\n"
     "  --json      print the same as one JSON object\n"
     "  --config    print the configuration stored in the file (reusable as a config file)\n"
@@ -28,6 +32,34 @@ static int usage_error(const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, " (see 'ftune inspect --help')\n");
     return 2;
+}
+
+/* An adapter file: its base model must be there and unchanged (loads both). */
+static int check_base(const char *path, int json, ft_err *err)
+{
+    ft_base_ref ref;
+    int found;
+    int rc = ft_read_base_ref(path, &ref, &found, err);
+    if (rc || !found)
+        return rc;
+    char *text = NULL;
+    ft_config cfg;
+    ft_model m;
+    memset(&cfg, 0, sizeof cfg);
+    memset(&m, 0, sizeof m);
+    rc = ft_load_config_text(path, &text, err);
+    if (!rc)
+        rc = ft_config_load_string(&cfg, text, path, err);
+    if (!rc)
+        rc = ft_config_build_model(&cfg, &m, err);
+    if (!rc)
+        rc = ft_load_model_file(&cfg, path, &m, NULL, NULL, err);
+    if (!rc && !json)
+        printf("base check      ok: the base model is there and unchanged\n");
+    ft_model_free(&m);
+    ft_config_free(&cfg);
+    free(text);
+    return rc;
 }
 
 int cmd_inspect(int argc, char **argv)
@@ -71,6 +103,8 @@ int cmd_inspect(int argc, char **argv)
         free(text);
     } else {
         rc = json ? ft_inspect_json(path, stdout, &err) : ft_inspect(path, stdout, &err);
+        if (!rc)
+            rc = check_base(path, json, &err);
     }
     fflush(stdout);
     if (rc) {

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "ftune/adapter.h"
 #include "ftune/data.h"
 #include "ftune/freeze.h"
 #include "ftune/h5io.h"
@@ -101,6 +102,10 @@ typedef struct trainer {
     long bad_total;
     float *buffers;
     size_t nbuffers;
+    /* lora with pretrained.file: checkpoints and models are adapter files referencing base
+     * (rank 0 only) */
+    int adapter;
+    ft_base_ref base;
 } trainer;
 
 static int is_root(const trainer *t)
@@ -119,9 +124,11 @@ static int load_weights(trainer *t, const char *resume_path, ft_err *err)
 {
     ft_config *c = t->cfg;
     ft_model_init_params(&t->model, c->seed);
+    t->adapter = ft_adapter_mode(c);
     if (is_root(t)) {
+        int from_ref = 0;
         if (resume_path) {
-            if (!ft_load_weights(resume_path, &t->model, NULL, 0, 1, warn_cb, NULL, err))
+            if (!ft_load_model_file(c, resume_path, &t->model, &t->base, &from_ref, err))
                 ft_load_train_state(resume_path, &t->model, &t->opt, &t->st, err);
         } else if (c->pretrained[0]) {
             const char *reinit[FT_MAX_LAYERS];
@@ -130,6 +137,9 @@ static int load_weights(trainer *t, const char *resume_path, ft_err *err)
             ft_load_pretrained(c->pretrained, &t->model, reinit, c->nreinit, &c->pretrained_map,
                                warn_cb, NULL, err);
         }
+        /* the base reference: the resumed checkpoint's, else pretrained.file now */
+        if (!err->code && t->adapter && !from_ref)
+            ft_base_ref_make(c, &t->model, &t->base, err);
     }
     if (ft_mpi_agree(t->w, err))
         return err->code;
@@ -177,7 +187,7 @@ static int resolve_resume(trainer *t, const char *resume, char *path, size_t len
             ft_model probe;
             ft_err e2 = {0};
             if (ft_config_build_model(t->cfg, &probe, &e2) == FT_OK &&
-                ft_load_weights(paths[i], &probe, NULL, 0, 1, NULL, NULL, &e2) == FT_OK &&
+                ft_load_model_file(t->cfg, paths[i], &probe, NULL, NULL, &e2) == FT_OK &&
                 probe_state(t, paths[i], &probe, &e2) == FT_OK) {
                 size_t k = strnlen(paths[i], len - 1);
                 memcpy(path, paths[i], k);
@@ -212,8 +222,9 @@ static int save_file(trainer *t, const char *path, int checkpoint, const char *m
 {
     ft_prefetch_idle(&t->pf); /* HDF5 is not thread-safe: the reader must be idle */
     if (is_root(t))
-        ft_save_ex(path, &t->model, t->cfg->text, checkpoint ? &t->opt : NULL,
-                   checkpoint ? &t->st : NULL, metrics_json, err);
+        ft_save_adapter(path, &t->model, t->cfg->text, checkpoint ? &t->opt : NULL,
+                        checkpoint ? &t->st : NULL, metrics_json, t->adapter ? &t->base : NULL,
+                        err);
     return ft_mpi_agree(t->w, err);
 }
 

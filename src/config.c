@@ -1712,3 +1712,46 @@ void ft_config_free(ft_config *c)
     ft_name_map_free(&c->pretrained_map);
     memset(c, 0, sizeof *c);
 }
+
+int ft_config_text_without_lora(const char *text, char **out, ft_err *err)
+{
+    *out = NULL;
+    config_t cfg;
+    config_init(&cfg);
+    if (!config_read_string(&cfg, text ? text : "")) {
+        int rc = ft_fail(err, FT_EINPUT, "the stored configuration does not read (line %d: %s)",
+                         config_error_line(&cfg), config_error_text(&cfg));
+        config_destroy(&cfg);
+        return rc;
+    }
+    config_setting_t *root = config_root_setting(&cfg);
+    if (config_setting_get_member(root, "lora"))
+        config_setting_remove(root, "lora");
+    config_setting_t *layers = config_lookup(&cfg, "model.layers");
+    for (int i = 0; layers && i < config_setting_length(layers); i++) {
+        config_setting_t *l = config_setting_get_elem(layers, (unsigned)i);
+        if (!config_setting_is_group(l))
+            continue;
+        for (int k = config_setting_length(l) - 1; k >= 0; k--) {
+            const config_setting_t *s = config_setting_get_elem(l, (unsigned)k);
+            const char *name = s ? config_setting_name(s) : NULL;
+            if (name && strncmp(name, "lora_", 5) == 0)
+                config_setting_remove_elem(l, (unsigned)k);
+        }
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        config_destroy(&cfg);
+        return ft_fail(err, FT_ERUNTIME, "open_memstream: %s", strerror(errno));
+    }
+    config_write(&cfg, f);
+    config_destroy(&cfg);
+    if (fclose(f) != 0 || !buf) {
+        free(buf);
+        return ft_fail(err, FT_ERUNTIME, "cannot write the config text");
+    }
+    *out = buf;
+    return FT_OK;
+}

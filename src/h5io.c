@@ -460,7 +460,28 @@ static int check_name(const char *name, ft_err *err)
     return FT_OK;
 }
 
-static int write_model(hid_t f, const ft_model *m, uint64_t *checksum, ft_err *err)
+int ft_param_in_adapter(const ft_layer *l, const ft_param *p)
+{
+    return !l->frozen && (!p->learnable || !p->frozen);
+}
+
+uint64_t ft_base_fingerprint(const ft_model *m, uint64_t *values)
+{
+    uint64_t h = FNV_OFFSET, n = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int j = 0; j < m->layers[i].nparams; j++) {
+            const ft_param *p = &m->layers[i].params[j];
+            if (ft_param_in_adapter(&m->layers[i], p))
+                continue;
+            h = fnv1a_floats(h, p->data, p->count);
+            n += p->count;
+        }
+    if (values)
+        *values = n;
+    return h;
+}
+
+static int write_model(hid_t f, const ft_model *m, int adapter, uint64_t *checksum, ft_err *err)
 {
     char what[256];
     uint64_t h = FNV_OFFSET;
@@ -488,6 +509,8 @@ static int write_model(hid_t f, const ft_model *m, uint64_t *checksum, ft_err *e
             rc = set_ints(g, "output_shape", l->out.d, l->out.rank, err);
         for (int j = 0; j < l->nparams && !rc; j++) {
             const ft_param *p = &l->params[j];
+            if (adapter && !ft_param_in_adapter(l, p))
+                continue; /* in the base model */
             snprintf(what, sizeof what, "dataset /model/%s/%s", l->name, p->name);
             rc = write_floats(g, p->name, &p->shape, p->data, p->learnable ? 1 : 0, what, err);
             h = fnv1a_floats(h, p->data, p->count);
@@ -607,8 +630,23 @@ static int write_train(hid_t f, const ft_train_state *st, ft_err *err)
     return rc;
 }
 
+static int write_base(hid_t f, const ft_base_ref *b, ft_err *err)
+{
+    int rc = ft_h5_set_str_attr(f, "lora_base", b->path, err);
+    if (!rc)
+        rc = ft_h5_set_str_attr(f, "lora_base_resolved", b->resolved, err);
+    if (!rc)
+        rc = set_u64(f, "lora_base_fingerprint", b->fingerprint, err);
+    if (!rc)
+        rc = set_u64(f, "lora_base_values", b->values, err);
+    if (!rc)
+        rc = ft_h5_set_str_attr(f, "lora_base_fingerprint_algorithm", CHECKSUM_NAME, err);
+    return rc;
+}
+
 static int write_file(hid_t f, const ft_model *m, const char *config_text, const ft_optim *o,
-                      const ft_train_state *st, const char *metrics_json, ft_err *err)
+                      const ft_train_state *st, const char *metrics_json, const ft_base_ref *base,
+                      ft_err *err)
 {
     char created[32];
     time_t now = time(NULL);
@@ -638,9 +676,11 @@ static int write_file(hid_t f, const ft_model *m, const char *config_text, const
         rc = set_strs(f, "layer_order", order, (size_t)m->nlayers, err);
         free(order);
     }
+    if (!rc && base)
+        rc = write_base(f, base, err);
     uint64_t sum = 0;
     if (!rc)
-        rc = write_model(f, m, &sum, err);
+        rc = write_model(f, m, base != NULL, &sum, err);
     if (!rc)
         rc = set_u64(f, "param_checksum", sum, err);
     if (!rc)
@@ -684,6 +724,13 @@ static void tidy_os_error(ft_err *err)
 int ft_save_ex(const char *path, const ft_model *m, const char *config_text, const ft_optim *o,
                const ft_train_state *st, const char *metrics_json, ft_err *err)
 {
+    return ft_save_adapter(path, m, config_text, o, st, metrics_json, NULL, err);
+}
+
+int ft_save_adapter(const char *path, const ft_model *m, const char *config_text, const ft_optim *o,
+                    const ft_train_state *st, const char *metrics_json, const ft_base_ref *base,
+                    ft_err *err)
+{
     ft_h5_quiet();
     if (!path || !path[0] || !m || m->nlayers < 1 || m->input.rank < 1)
         return ft_fail(err, FT_ERUNTIME, "%s: nothing to save (no path or empty model)",
@@ -725,7 +772,7 @@ int ft_save_ex(const char *path, const ft_model *m, const char *config_text, con
         err->code = FT_ERUNTIME;
         return FT_ERUNTIME;
     }
-    rc = write_file(f, m, config_text, o, st, metrics_json, err);
+    rc = write_file(f, m, config_text, o, st, metrics_json, base, err);
     /* Flush here so that a full disk is reported with HDF5's reason. */
     if (!rc && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
         rc = ft_h5_fail(err, FT_ERUNTIME, "cannot flush");
@@ -755,6 +802,7 @@ typedef struct mfile {
     const char *path;
     hid_t f, model;
     int checkpoint;
+    int adapter; /* has a base model reference (lora_base) */
     long long version;
     char **order; /* layer_order */
     size_t norder;
@@ -807,6 +855,12 @@ static int mfile_open(mfile *mf, const char *path, ft_err *err)
                      "format version %lld is not one this ftune (%s) reads (1 to %d); a newer "
                      "ftune wrote it?",
                      mf->version, FTUNE_VERSION, FORMAT_VERSION);
+    if (!rc) {
+        htri_t ex = H5Aexists(mf->f, "lora_base");
+        mf->adapter = ex > 0;
+        if (ex < 0)
+            rc = ft_h5_fail(err, FT_EINPUT, "cannot read the attributes");
+    }
     if (!rc)
         rc = ft_h5_get_strs_attr(mf->f, "layer_order", &found, &mf->order, &mf->norder, err);
     if (!rc && !found)
@@ -955,6 +1009,8 @@ static int check_layer(mfile *mf, const ft_layer *l, ft_err *err)
         const ft_param *p = &l->params[j];
         if (!names_has(nl.v, nl.n, p->name) && ft_param_is_adapter(p))
             continue; /* a base model for LoRA: the adapters keep their initialisation */
+        if (!names_has(nl.v, nl.n, p->name) && mf->adapter && !ft_param_in_adapter(l, p))
+            continue; /* an adapter file: from the base model (loaded first) */
         if (!names_has(nl.v, nl.n, p->name)) {
             rc = ft_fail(err, FT_EINPUT, "%s: layer '%s' has no parameter '%s' in the file %s",
                          path, l->name, p->name, REINIT_HINT);
@@ -1008,8 +1064,9 @@ static int read_layer(mfile *mf, ft_layer *l, ft_err *err)
     int rc = FT_OK;
     for (int j = 0; j < l->nparams && !rc; j++) {
         ft_param *p = &l->params[j];
-        if (g >= 0 && ft_param_is_adapter(p) && H5Lexists(g, p->name, H5P_DEFAULT) <= 0)
-            continue; /* absent from a base model (check_layer allowed it) */
+        if (g >= 0 && H5Lexists(g, p->name, H5P_DEFAULT) <= 0)
+            continue; /* absent: an adapter of a base model, or a base parameter of an adapter
+                       * file (check_layer allowed it) */
         hid_t ds = g >= 0 ? H5Dopen2(g, p->name, H5P_DEFAULT) : H5I_INVALID_HID;
         if (ds < 0 || H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, p->data) < 0)
             rc = ft_h5_fail(err, FT_ERUNTIME, "%s: cannot read /model/%s/%s", mf->path, l->name,
@@ -1020,13 +1077,26 @@ static int read_layer(mfile *mf, ft_layer *l, ft_err *err)
     return rc;
 }
 
-int ft_load_weights(const char *path, ft_model *m, const char *const *reinit, int nreinit,
-                    int strict, ft_warn_fn warn, void *user, ft_err *err)
+static int load_weights(const char *path, ft_model *m, const char *const *reinit, int nreinit,
+                        int strict, int adapter_ok, ft_warn_fn warn, void *user, ft_err *err)
 {
     mfile mf;
     int rc = mfile_open(&mf, path, err);
     if (rc)
         return rc;
+    if (mf.adapter && !adapter_ok) {
+        char *base = NULL;
+        int found;
+        ft_h5_get_str_attr(mf.f, "lora_base", &found, &base, err);
+        rc = ft_fail(err, FT_EINPUT,
+                     "%s is a LoRA adapter file: it holds only the adapters (and the other "
+                     "trained tensors) of the base model %s; `ftune eval` and `ftune export "
+                     "--merge-lora` load both, and the merged model can be used here",
+                     path, base ? base : "?");
+        free(base);
+        mfile_close(&mf);
+        return rc;
+    }
     rc = verify_checksum(&mf, err);
     /* Every check first: m is only written once the whole file fits. */
     for (int i = 0; i < m->nlayers && !rc; i++) {
@@ -1058,6 +1128,51 @@ int ft_load_weights(const char *path, ft_model *m, const char *const *reinit, in
     }
     mfile_close(&mf);
     return rc;
+}
+
+int ft_load_weights(const char *path, ft_model *m, const char *const *reinit, int nreinit,
+                    int strict, ft_warn_fn warn, void *user, ft_err *err)
+{
+    return load_weights(path, m, reinit, nreinit, strict, 0, warn, user, err);
+}
+
+int ft_load_adapter_weights(const char *path, ft_model *m, ft_err *err)
+{
+    return load_weights(path, m, NULL, 0, 1, 1, NULL, NULL, err);
+}
+
+int ft_read_base_ref(const char *path, ft_base_ref *ref, int *found, ft_err *err)
+{
+    memset(ref, 0, sizeof *ref);
+    *found = 0;
+    mfile mf;
+    int rc = mfile_open(&mf, path, err);
+    if (rc || !mf.adapter) {
+        if (!rc)
+            mfile_close(&mf);
+        return rc;
+    }
+    char *base = NULL, *resolved = NULL;
+    int f1 = 0, f2 = 0, f3 = 0, f4 = 0;
+    rc = ft_h5_get_str_attr(mf.f, "lora_base", &f1, &base, err);
+    if (!rc)
+        rc = ft_h5_get_str_attr(mf.f, "lora_base_resolved", &f2, &resolved, err);
+    if (!rc)
+        rc = get_u64(mf.f, "lora_base_fingerprint", &ref->fingerprint, &f3, err);
+    if (!rc)
+        rc = get_u64(mf.f, "lora_base_values", &ref->values, &f4, err);
+    if (!rc && (!f1 || !f2 || !f3 || !f4))
+        rc = ft_fail(err, FT_EINPUT,
+                     "incomplete base model reference (lora_base_* attributes; damaged file?)");
+    if (!rc) {
+        snprintf(ref->path, sizeof ref->path, "%s", base);
+        snprintf(ref->resolved, sizeof ref->resolved, "%s", resolved);
+        *found = 1;
+    }
+    free(base);
+    free(resolved);
+    mfile_close(&mf);
+    return rc ? ft_err_prefix(err, "%s", path) : FT_OK;
 }
 
 int ft_load_config_text(const char *path, char **text, ft_err *err)
@@ -1541,6 +1656,18 @@ int ft_inspect(const char *path, void *fp, ft_err *err)
     fprintf(f, "written by      ftune %s\n", in.ftune_version ? in.ftune_version : "?");
     fprintf(f, "created         %s\n", in.created ? in.created : "?");
     fprintf(f, "input shape     %s\n", lldims_str(in.input, in.input_rank, a, sizeof a));
+    if (in.mf.adapter) {
+        ft_base_ref ref;
+        int found;
+        if ((rc = ft_read_base_ref(path, &ref, &found, err)) != 0) {
+            info_free(&in);
+            return rc;
+        }
+        fprintf(f,
+                "base model      %s (%s), fingerprint %016" PRIx64 " over %" PRIu64
+                " values: a LoRA adapter file, only the tensors that train are stored here\n",
+                ref.path, ref.resolved, ref.fingerprint, ref.values);
+    }
 
     /* Layer table, one row per parameter. */
     int wn = 5, wt = 4, wo = 6, wm = 4, wp = 9, ws = 5;
@@ -1672,6 +1799,20 @@ int ft_inspect_json(const char *path, void *fp, ft_err *err)
     json_str(f, in.ftune_version);
     fputs(",\n  \"created\": ", f);
     json_str(f, in.created);
+    if (in.mf.adapter) {
+        ft_base_ref ref;
+        int found;
+        if ((rc = ft_read_base_ref(path, &ref, &found, err)) != 0) {
+            info_free(&in);
+            return rc;
+        }
+        fputs(",\n  \"lora_base\": {\"path\": ", f);
+        json_str(f, ref.path);
+        fputs(", \"resolved\": ", f);
+        json_str(f, ref.resolved);
+        fprintf(f, ", \"fingerprint\": \"%016" PRIx64 "\", \"values\": %" PRIu64 "}",
+                ref.fingerprint, ref.values);
+    }
     fputs(",\n  \"input_shape\": ", f);
     json_lldims(f, in.input, in.input_rank);
     fputs(",\n  \"layers\": [", f);

@@ -98,4 +98,8 @@ int ft_config_load(ft_config *c, const char *path, const char *const *sets, int 
 int ft_config_load_string(ft_config *c, const char *text, const char *origin, ft_err *err);
 void ft_config_free(ft_config *c);
 
+/* text (a stored config) without the lora group and the layers' lora_* keys
+ * (`ftune export --merge-lora`); *out is malloc'd. */
+int ft_config_text_without_lora(const char *text, char **out, ft_err *err);
+
 #endif

@@ -34,6 +34,36 @@ int ft_save(const char *path, const ft_model *m, const char *config_text, const 
 int ft_save_ex(const char *path, const ft_model *m, const char *config_text, const ft_optim *o,
                const ft_train_state *st, const char *metrics_json, ft_err *err);
 
+/* LoRA adapter files (docs/formats.md): a model or checkpoint that stores
+ * only the tensors ft_param_in_adapter keeps (the trainable parameters and
+ * the buffers of training layers) plus a reference to the base model the
+ * rest comes from: its path as given (pretrained.file), its absolute path
+ * when saved and an FNV-1a 64 fingerprint over the float32 bytes of every
+ * other parameter of the model, in layer and parameter order, after the
+ * base was loaded. */
+typedef struct ft_base_ref {
+    char path[1024];
+    char resolved[4096];
+    uint64_t fingerprint;
+    uint64_t values; /* floats the fingerprint covers */
+} ft_base_ref;
+
+/* 1 when p of l is stored in an adapter file, 0 when it comes from the base. */
+int ft_param_in_adapter(const ft_layer *l, const ft_param *p);
+/* The fingerprint of m's base parameters (those not in an adapter file);
+ * *values (may be NULL) = how many floats it covers. */
+uint64_t ft_base_fingerprint(const ft_model *m, uint64_t *values);
+/* ft_save_ex, but with base != NULL an adapter file referencing base. */
+int ft_save_adapter(const char *path, const ft_model *m, const char *config_text, const ft_optim *o,
+                    const ft_train_state *st, const char *metrics_json, const ft_base_ref *base,
+                    ft_err *err);
+/* *found = 1 and *ref filled when path is an adapter file, else *found = 0. */
+int ft_read_base_ref(const char *path, ft_base_ref *ref, int *found, ft_err *err);
+/* ft_load_weights (strict, no reinit) that accepts an adapter file: its
+ * base parameters are left as they are in m (load the base first; see
+ * ft_load_model_file in pretrained.h). ft_load_weights refuses adapter files. */
+int ft_load_adapter_weights(const char *path, ft_model *m, ft_err *err);
+
 /* Reads the config text stored in a model or checkpoint file (malloc'd). */
 int ft_load_config_text(const char *path, char **text, ft_err *err);
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Parity of ftune's sequence layers with a GPT-2 block and a BERT block written in plain
-PyTorch (issue 7).
+PyTorch (issue 7), and of a GPT-2 block with LoRA adapters on q/k/v, attn_out, mlp_fc and
+mlp_proj (PEFT's math, y = x W^T + b + (alpha/r) (x A^T) B^T with a nonzero B): outputs, the
+input gradient and the gradients of every adapter and base parameter.
 
 The references follow Hugging Face's GPT2Block / GPT2ForSequenceClassification and
 BertLayer / BertForSequenceClassification, with random weights under HF parameter names
@@ -54,22 +56,30 @@ def merge_heads(t):
     return t.permute(0, 2, 1, 3).reshape(n, T, H * hd)
 
 
-def gpt2_block(x, P, pre, H, lengths, eps=1e-5):
-    """transformers' GPT2Block (eval: no dropout)."""
+def conv1d(t, P, name, lora_scale):
+    """GPT-2's Conv1D, y = t W + b, plus a LoRA adapter where P has one (PEFT's layout and
+    math: y += (alpha / r) (t A^T) B^T, A [r, in] and B [out, r], no dropout)."""
+    y = t @ P[name + ".weight"] + P[name + ".bias"]
+    if name + ".lora_A.weight" in P:
+        y = y + lora_scale * ((t @ P[name + ".lora_A.weight"].T) @ P[name + ".lora_B.weight"].T)
+    return y
+
+
+def gpt2_block(x, P, pre, H, lengths, eps=1e-5, lora_scale=0.0):
+    """transformers' GPT2Block (eval: no dropout); LoRA adapters where P has them."""
     n, T, D = x.shape
     h = F.layer_norm(x, (D,), P[pre + "ln_1.weight"], P[pre + "ln_1.bias"], eps)
-    qkv = h @ P[pre + "attn.c_attn.weight"] + P[pre + "attn.c_attn.bias"]  # Conv1D
+    qkv = conv1d(h, P, pre + "attn.c_attn", lora_scale)
     q, k, v = (split_heads(t, H) for t in qkv.split(D, dim=2))
     att = q @ k.transpose(-1, -2) / math.sqrt(D // H)
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
     att = torch.where(causal, att, torch.tensor(NEG, dtype=att.dtype))
     att = att + key_mask(lengths, T)
     a = merge_heads(torch.softmax(att, dim=-1) @ v)
-    a = a @ P[pre + "attn.c_proj.weight"] + P[pre + "attn.c_proj.bias"]
-    x = x + a
+    x = x + conv1d(a, P, pre + "attn.c_proj", lora_scale)
     h = F.layer_norm(x, (D,), P[pre + "ln_2.weight"], P[pre + "ln_2.bias"], eps)
-    m = gelu_new(h @ P[pre + "mlp.c_fc.weight"] + P[pre + "mlp.c_fc.bias"])
-    return x + (m @ P[pre + "mlp.c_proj.weight"] + P[pre + "mlp.c_proj.bias"])
+    m = gelu_new(conv1d(h, P, pre + "mlp.c_fc", lora_scale))
+    return x + conv1d(m, P, pre + "mlp.c_proj", lora_scale)
 
 
 def bert_layer(x, P, pre, H, lengths, eps=1e-12):
@@ -170,6 +180,31 @@ def gpt2_block_map(pre):
             ("mlp_proj_bias", [pre + "mlp.c_proj.bias"], ID)]
 
 
+LORA_SITES = (("attn_qkv", "attn.c_attn"), ("attn_out", "attn.c_proj"), ("mlp_fc", "mlp.c_fc"),
+              ("mlp_proj", "mlp.c_proj"))
+
+
+def gpt2_lora_map(pre):
+    m = []
+    for site, hf in LORA_SITES:
+        m += [(site + "_lora_A", [f"{pre}{hf}.lora_A.weight"], ID),
+              (site + "_lora_B", [f"{pre}{hf}.lora_B.weight"], ID)]
+    return m
+
+
+def gpt2_lora_params(rng, pre, D, F_, r):
+    """Adapters with a nonzero B (a fresh B is zero: the adapter would not show)."""
+    N = rng.standard_normal
+    dims = {"attn.c_attn": (D, 3 * D), "attn.c_proj": (D, D), "mlp.c_fc": (D, F_),
+            "mlp.c_proj": (F_, D)}
+    P = {}
+    for _, hf in LORA_SITES:
+        fin, fout = dims[hf]
+        P[f"{pre}{hf}.lora_A.weight"] = N((r, fin)) / math.sqrt(fin)
+        P[f"{pre}{hf}.lora_B.weight"] = 0.3 * N((fout, r))
+    return P
+
+
 def bert_block_map(pre):
     s = pre + "attention.self."
     return [("ln1_weight", [pre + "attention.output.LayerNorm.weight"], ID),
@@ -250,6 +285,18 @@ def make_cases(rng):
                           [Layer("transformer_block", "h.0", gkv, gpt2_block_map("h.0."))], P,
                           rng.standard_normal((n, T, D)),
                           lambda x, P, lens=lens: gpt2_block(x, P, "h.0.", H, lens), lens))
+    # the same block with LoRA on q/k/v, attn_out, mlp_fc and mlp_proj (rank 4, alpha 8)
+    r, alpha = 4, 8.0
+    PL = dict(P, **gpt2_lora_params(rng, "h.0.", D, F_, r))
+    lkv = dict(gkv, lora_rank=r, lora_alpha=alpha,
+               lora_targets=",".join(site for site, _ in LORA_SITES))
+    for lens, tag in ((lengths, "padded"), (None, "full")):
+        cases.append(Case(f"gpt2_block_lora_{tag}",
+                          [Layer("transformer_block", "h.0", lkv,
+                                 gpt2_block_map("h.0.") + gpt2_lora_map("h.0."))], PL,
+                          rng.standard_normal((n, T, D)),
+                          lambda x, P, lens=lens: gpt2_block(x, P, "h.0.", H, lens,
+                                                             lora_scale=alpha / r), lens))
     P = bert_block_params(rng, "encoder.layer.0.", D, F_)
     bkv = block_kv("post_ln", H, False, 1e-12, "gelu")
     for lens, tag in ((lengths, "padded"), (None, "full")):
