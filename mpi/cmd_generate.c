@@ -7,15 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ftune/adapter.h"
 #include "ftune/config.h"
+#include "ftune/freeze.h"
 #include "ftune/generate.h"
 #include "ftune/h5io.h"
+#include "ftune/h5util.h"
 #include "ftune/tokenizer.h"
 
 #include "commands.h"
+#include "gen_eval.h"
 
 static const char generate_usage[] =
-    "usage: ftune generate MODEL.h5 --prompt TEXT --vocab VOCAB [--merges MERGES]\n"
+    "usage: ftune generate MODEL.h5 (--prompt TEXT | --data DATA.h5) --vocab VOCAB\n"
+    "                      [--merges MERGES] [--limit N] [--batch N] [--show N] [--json F]\n"
     "                      [--vocab-map DATA.h5] [--max-new N] [--greedy | --top-k K]\n"
     "                      [--top-p P] [--temperature T] [--seed S] [--config CFG]\n"
     "                      [--stop-id ID | --no-stop] [--no-specials] [--cased] [--ids]\n"
@@ -26,6 +31,15 @@ static const char generate_usage[] =
     "\n"
     "  MODEL.h5          an ftune model or checkpoint; its stored config gives the layers\n"
     "  --prompt TEXT     the text to continue\n"
+    "  --data DATA.h5    instead of one prompt: every row of an 'import-text --task\n"
+    "                    generate --layout lm' file, continued after its prompt (source\n"
+    "                    and separator) and scored against its target: corpus BLEU-4,\n"
+    "                    ROUGE-1/2/L F1 and exact match (docs/text.md); the file's own\n"
+    "                    vocab_map is used unless --vocab-map is given\n"
+    "  --limit N         --data: the first N rows only\n"
+    "  --batch N         --data: prompts decoded together (default 16)\n"
+    "  --show N          --data: print the first N generated texts with their references\n"
+    "  --json FILE       --data: also write the scores as JSON\n"
     "  --vocab FILE      the tokenizer the model's data was made with (as for\n"
     "                    'ftune data import-text'); --merges FILE for a GPT-2 vocabulary\n"
     "  --vocab-map H5    the model works on the compact ids of this import-text file\n"
@@ -82,7 +96,9 @@ static int parse_float(const char *s, float *out)
 }
 
 typedef struct gen_args {
-    const char *model, *prompt, *vocab, *merges, *mapfile, *config;
+    const char *model, *prompt, *vocab, *merges, *mapfile, *config, *data, *json;
+    long limit;
+    int batch, show;
     ft_gen_opts o;
     long stop_id; /* -2: the tokenizer's default */
     int specials, cased, print_ids;
@@ -102,6 +118,18 @@ static const char *end_text(int end)
     return end == FT_GEN_END_STOP      ? "the stop id"
            : end == FT_GEN_END_MAX_LEN ? "the end of the model's position table"
                                        : "--max-new";
+}
+
+/* Whether an HDF5 file has a "vocab_map" (import-text --vocab-limit / --vocab-map). */
+static int data_has_map(const char *path)
+{
+    hid_t f = -1;
+    ft_err e = {0};
+    if (ft_h5_open_read(path, &f, &e))
+        return 0; /* the data file's own error comes when it is opened */
+    int has = H5Lexists(f, "vocab_map", H5P_DEFAULT) > 0;
+    H5Fclose(f);
+    return has;
 }
 
 static int run_generate(gen_args *a, ft_err *err)
@@ -125,14 +153,16 @@ static int run_generate(gen_args *a, ft_err *err)
     if (rc == FT_OK && !a->config)
         rc = ft_config_load_string(&cfg, text, a->model, err);
     if (rc == FT_OK)
-        rc = ft_model_build(&m, &cfg.input, cfg.layers, cfg.nlayers, err);
-    if (rc == FT_OK)
-        rc = ft_load_weights(a->model, &m, NULL, 0, 1, NULL, NULL, err);
+        rc = ft_config_build_model(&cfg, &m, err);
+    if (rc == FT_OK) /* a plain model, or a LoRA adapter file with its base */
+        rc = ft_load_model_file(&cfg, a->model, &m, NULL, NULL, err);
     int max_pos = 0;
     if (rc == FT_OK && ft_gen_check(&m, &max_pos, err) != FT_OK)
         rc = ft_err_prefix(err, "%s", a->model);
     if (rc == FT_OK)
         rc = ft_tokenizer_load(&tok, a->vocab, a->merges, &to, err);
+    if (rc == FT_OK && !a->mapfile && a->data && data_has_map(a->data))
+        a->mapfile = a->data; /* the model was trained on this file's compact ids */
     if (rc == FT_OK && a->mapfile)
         rc = ft_vocab_map_read(&map, a->mapfile, tok, err);
     const int V = rc == FT_OK ? m.layers[m.nlayers - 1].out.d[1] : 0;
@@ -151,6 +181,19 @@ static int run_generate(gen_args *a, ft_err *err)
                          a->model, V, a->vocab, nv);
     }
     const int bpe = rc == FT_OK && ft_tokenizer_kind(tok) == FT_TOK_BPE;
+    if (rc == FT_OK && a->data) {
+        int32_t s = ft_tokenizer_special(tok, bpe ? FT_TOK_EOS : FT_TOK_SEP);
+        s = to_model_id(a->mapfile ? &map : NULL, s);
+        if (a->stop_id != -2)
+            s = (int32_t)a->stop_id;
+        a->o.stop_id = s >= 0 && s < V ? s : -1;
+        ft_gen_eval_args ea = {a->model, a->data, a->json, a->o, a->batch, a->limit, a->show};
+        if (ft_gen_opts_check(&a->o, V, err) != FT_OK)
+            rc = ft_err_prefix(err, "--stop-id");
+        else
+            rc = ft_gen_eval(&m, &ea, tok, a->mapfile ? &map : NULL, err);
+        goto done;
+    }
     if (rc == FT_OK)
         rc = ft_tokenizer_encode(tok, a->prompt, strlen(a->prompt), &ids, err);
     int np = 0;
@@ -206,6 +249,7 @@ static int run_generate(gen_args *a, ft_err *err)
         fprintf(stderr, "ftune generate: %d prompt tokens, %d generated, ended at %s\n", np, n,
                 end_text(end));
     }
+done:
     free(out_text);
     free(prompt);
     free(out);
@@ -225,11 +269,12 @@ int cmd_generate(int argc, char **argv)
     ft_gen_opts_init(&a.o);
     a.stop_id = -2;
     a.specials = 1;
+    a.batch = 16;
     int greedy = 0, sampling = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v = NULL;
         int missing = 0;
-        long x;
+        long x = 0;
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
             fputs(generate_usage, stdout);
             return 0;
@@ -246,6 +291,22 @@ int cmd_generate(int argc, char **argv)
             a.print_ids = 1;
         } else if (ft_opt_value(argc, argv, &i, "--prompt", &v, &missing)) {
             a.prompt = v;
+        } else if (ft_opt_value(argc, argv, &i, "--data", &v, &missing)) {
+            a.data = v;
+        } else if (ft_opt_value(argc, argv, &i, "--json", &v, &missing)) {
+            a.json = v;
+        } else if (ft_opt_value(argc, argv, &i, "--limit", &v, &missing)) {
+            if (!missing && !parse_long(v, 1, LONG_MAX, &x))
+                return usage_error("--limit '%s': expected an integer >= 1", v);
+            a.limit = x;
+        } else if (ft_opt_value(argc, argv, &i, "--batch", &v, &missing)) {
+            if (!missing && !parse_long(v, 1, 4096, &x))
+                return usage_error("--batch '%s': expected an integer from 1 to 4096", v);
+            a.batch = (int)x;
+        } else if (ft_opt_value(argc, argv, &i, "--show", &v, &missing)) {
+            if (!missing && !parse_long(v, 0, INT_MAX, &x))
+                return usage_error("--show '%s': expected an integer >= 0", v);
+            a.show = (int)x;
         } else if (ft_opt_value(argc, argv, &i, "--vocab", &v, &missing)) {
             a.vocab = v;
         } else if (ft_opt_value(argc, argv, &i, "--merges", &v, &missing)) {
@@ -298,8 +359,11 @@ int cmd_generate(int argc, char **argv)
     a.o.greedy = !sampling;
     if (!a.model)
         return usage_error("%s", "MODEL.h5 is missing");
-    if (!a.prompt)
-        return usage_error("%s", "--prompt TEXT is missing");
+    if (!a.prompt == !a.data)
+        return usage_error("%s", a.prompt ? "--prompt and --data exclude each other"
+                                          : "--prompt TEXT or --data DATA.h5 is missing");
+    if (!a.data && (a.json || a.limit || a.show))
+        return usage_error("%s", "--json, --limit and --show go with --data");
     if (!a.vocab)
         return usage_error("%s", "--vocab FILE is missing");
     ft_err err = {0};

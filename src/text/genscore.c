@@ -35,22 +35,39 @@ static size_t until_stop(const int32_t *ids, size_t n, int32_t stop)
     return n;
 }
 
-static int decode(const ft_gen_score *s, const int32_t *ids, size_t n, char **out, ft_err *err)
+/* hyp: a generated UNK (the map's last id) is dropped before decoding. Its text ("<unk>", or
+ * the tokenizer's [UNK]) would otherwise match the reference's UNKs word for word, crediting
+ * a model for predicting "some rare word". The reference keeps its UNKs: words the compact
+ * vocabulary lost stay in the denominators and can never be matched. */
+static int decode(const ft_gen_score *s, const int32_t *ids, size_t n, int hyp, char **out,
+                  ft_err *err)
 {
     if (!s->o.tok)
         return ft_fail(err, FT_EINPUT, "scoring ids needs a tokenizer to decode them");
     n = until_stop(ids, n, s->o.stop_id);
-    return s->o.map ? ft_vocab_map_decode(s->o.tok, s->o.map, ids, n, out, NULL, err)
-                    : ft_tokenizer_decode(s->o.tok, ids, n, out, NULL, err);
+    if (!s->o.map)
+        return ft_tokenizer_decode(s->o.tok, ids, n, out, NULL, err);
+    if (!hyp)
+        return ft_vocab_map_decode(s->o.tok, s->o.map, ids, n, out, NULL, err);
+    int32_t *kept = malloc((n ? n : 1) * sizeof *kept);
+    if (!kept)
+        return ft_fail(err, FT_ERUNTIME, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] != s->o.map->n - 1)
+            kept[k++] = ids[i];
+    int rc = ft_vocab_map_decode(s->o.tok, s->o.map, kept, k, out, NULL, err);
+    free(kept);
+    return rc;
 }
 
 int ft_gen_score_add(ft_gen_score *s, const int32_t *gen, size_t ngen, const int32_t *ref,
                      size_t nref, ft_err *err)
 {
     char *g = NULL, *r = NULL;
-    int rc = decode(s, gen, ngen, &g, err);
+    int rc = decode(s, gen, ngen, 1, &g, err);
     if (rc == FT_OK)
-        rc = decode(s, ref, nref, &r, err);
+        rc = decode(s, ref, nref, 0, &r, err);
     if (rc == FT_OK)
         rc = ft_gen_score_add_text(s, g, r, err);
     free(g);

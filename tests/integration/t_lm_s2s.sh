@@ -95,6 +95,30 @@ expect_ok ev
 got_tokens=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["tokens"]))' "$TMP/ev.out" 2>/dev/null || true)
 [ "$got_tokens" = "$want_tokens" ] || fail "eval counted '$got_tokens' tokens, expected $want_tokens"
 
+# ftune generate --data: the trained model continues every prompt; the copy task is learnt,
+# so the generated targets must score high, and an untrained model's must not
+ft gen 0 generate r1/model.h5 --data s2s.h5 --vocab vocab.txt --max-new 4 --show 2 \
+    --json gen.json
+expect_ok gen
+note "$(grep '^generation on' "$TMP/gen.out")"
+rouge1=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rouge1"])' gen.json 2>/dev/null || true)
+awk -v r="$rouge1" 'BEGIN { exit !(r + 0 > 0.9) }' || fail "trained model: ROUGE-1 '$rouge1' <= 0.9"
+grep -q 'reference: ' "$TMP/gen.out" || fail "--show printed no examples"
+cfg u.cfg u
+ft u 1 train u.cfg --set train.epochs=1
+expect_ok u
+ft gen0 0 generate u/model.h5 --data s2s.h5 --vocab vocab.txt --max-new 4 --json gen0.json
+expect_ok gen0
+r0=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rouge1"])' gen0.json)
+awk -v a="$r0" -v b="$rouge1" 'BEGIN { exit !(a < b - 0.2) }' ||
+    fail "a 1-epoch model scores about as well as the trained one ($r0 vs $rouge1)"
+ft gbad1 0 generate r1/model.h5 --data pairs.tsv --vocab vocab.txt
+expect_fail gbad1 2 "pairs.tsv"
+ft gbad2 0 generate r1/model.h5 --data s2s.h5 --prompt red --vocab vocab.txt
+expect_fail gbad2 2 "--prompt and --data exclude each other"
+ft gbad3 0 generate r1/model.h5 --prompt red --vocab vocab.txt --show 2
+expect_fail gbad3 2 "--json, --limit and --show go with --data"
+
 # malformed prompt_lengths files: tests/unit/test_data.c (test_prompt_lengths)
 
 # layout options

@@ -97,6 +97,18 @@ int main(void)
     check_hand(&ids);
     ft_gen_score_free(&s);
 
+    /* a generated UNK (compact 9) earns nothing against the reference's UNK: "the [UNK]"
+     * vs "the [UNK]" scores as "the" vs "the [UNK]" (unigram precision 1, recall 1/2) */
+    const int32_t gu[] = {1, 9, 0}, ru[] = {1, 9, 0};
+    CHECK(ft_gen_score_init(&s, &o, &err) == FT_OK);
+    CHECK(ft_gen_score_add(&s, gu, 3, ru, 3, &err) == FT_OK);
+    ft_gen_scores u;
+    ft_gen_score_finish(&s, &u);
+    CHECK_NEAR(u.rouge1.p, 1.0, 1e-12);
+    CHECK_NEAR(u.rouge1.r, 0.5, 1e-12);
+    CHECK(u.exact == 0);
+    ft_gen_score_free(&s);
+
     /* two "ranks", one row each: packed sums added up give the corpus scores */
     ft_gen_score a, b;
     double pa[FT_GEN_SCORE_NSUMS], pb[FT_GEN_SCORE_NSUMS];
