@@ -58,6 +58,8 @@ static const char generate_usage[] =
     "  --stop-id ID      end at this model id instead of the default: GPT-2's\n"
     "                    <|endoftext|>, WordPiece's [SEP] (mapped with --vocab-map)\n"
     "  --no-stop         no stop id\n"
+    "  --allow-unk       with a vocab map: let the model generate its UNK id (by default\n"
+    "                    it never does: UNK stands for every rare token at once)\n"
     "  --no-specials     WordPiece: do not start the prompt with [CLS] (import-text rows do)\n"
     "  --cased           WordPiece: do not lower-case (as import-text --cased)\n"
     "  --ids             also print the generated ids (one line, after the text)\n"
@@ -101,7 +103,7 @@ typedef struct gen_args {
     int batch, show;
     ft_gen_opts o;
     long stop_id; /* -2: the tokenizer's default */
-    int specials, cased, print_ids;
+    int specials, cased, print_ids, allow_unk;
 } gen_args;
 
 /* Tokenizer id -> model id (compact with a map); -1 when the map does not keep it. */
@@ -181,6 +183,8 @@ static int run_generate(gen_args *a, ft_err *err)
                          a->model, V, a->vocab, nv);
     }
     const int bpe = rc == FT_OK && ft_tokenizer_kind(tok) == FT_TOK_BPE;
+    if (rc == FT_OK && a->mapfile && !a->allow_unk)
+        a->o.ban_id = map.n - 1;
     if (rc == FT_OK && a->data) {
         int32_t s = ft_tokenizer_special(tok, bpe ? FT_TOK_EOS : FT_TOK_SEP);
         s = to_model_id(a->mapfile ? &map : NULL, s);
@@ -281,6 +285,8 @@ int cmd_generate(int argc, char **argv)
         }
         if (!strcmp(arg, "--greedy")) {
             greedy = 1;
+        } else if (!strcmp(arg, "--allow-unk")) {
+            a.allow_unk = 1;
         } else if (!strcmp(arg, "--no-stop")) {
             a.stop_id = -1;
         } else if (!strcmp(arg, "--no-specials")) {

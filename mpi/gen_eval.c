@@ -169,10 +169,14 @@ int ft_gen_eval(ft_model *m, const ft_gen_eval_args *a, const ft_tokenizer *tok,
         goto out;
     ft_gen_scores res;
     ft_gen_score_finish(&sc, &res);
-    printf("generation on %s: %llu rows, BLEU-4 %.4f (brevity penalty %.4f), ROUGE-1 %.4f, "
-           "ROUGE-2 %.4f, ROUGE-L %.4f (F1), exact match %.4f\n",
-           a->data, (unsigned long long)res.rows, res.bleu.bleu, res.bleu.bp, res.rouge1.f,
-           res.rouge2.f, res.rougel.f, res.exact_match);
+    /* the n-gram precisions too: short texts often have no 4-gram match, and then BLEU-4 is
+     * (about) 0 however good the unigrams are */
+    printf("generation on %s: %llu rows, BLEU-4 %.4f (n-gram precisions %.4f %.4f %.4f %.4f, "
+           "brevity penalty %.4f), ROUGE-1 %.4f, ROUGE-2 %.4f, ROUGE-L %.4f (F1), exact match "
+           "%.4f\n",
+           a->data, (unsigned long long)res.rows, res.bleu.bleu, res.bleu.precision[0],
+           res.bleu.precision[1], res.bleu.precision[2], res.bleu.precision[3], res.bleu.bp,
+           res.rouge1.f, res.rouge2.f, res.rougel.f, res.exact_match);
     fflush(stdout);
     if (a->json) {
         FILE *f = fopen(a->json, "w");
@@ -181,10 +185,12 @@ int ft_gen_eval(ft_model *m, const ft_gen_eval_args *a, const ft_tokenizer *tok,
             goto out;
         }
         fprintf(f,
-                "{\"rows\":%llu,\"bleu\":%.17g,\"brevity_penalty\":%.17g,\"rouge1\":%.17g,"
+                "{\"rows\":%llu,\"bleu\":%.17g,\"precisions\":[%.17g,%.17g,%.17g,%.17g],"
+                "\"brevity_penalty\":%.17g,\"rouge1\":%.17g,"
                 "\"rouge2\":%.17g,\"rougeL\":%.17g,\"exact_match\":%.17g}\n",
-                (unsigned long long)res.rows, res.bleu.bleu, res.bleu.bp, res.rouge1.f,
-                res.rouge2.f, res.rougel.f, res.exact_match);
+                (unsigned long long)res.rows, res.bleu.bleu, res.bleu.precision[0],
+                res.bleu.precision[1], res.bleu.precision[2], res.bleu.precision[3], res.bleu.bp,
+                res.rouge1.f, res.rouge2.f, res.rougel.f, res.exact_match);
         if (fclose(f) != 0)
             rc = ft_fail(err, FT_ERUNTIME, "--json %s: write failed", a->json);
     }

@@ -14,6 +14,7 @@ void ft_gen_opts_init(ft_gen_opts *o)
     o->top_p = 1.0f;
     o->temperature = 1.0f;
     o->stop_id = -1;
+    o->ban_id = -1;
 }
 
 int ft_gen_opts_check(const ft_gen_opts *o, int V, ft_err *err)
@@ -182,10 +183,11 @@ static int by_prob_desc(const void *a, const void *b)
 
 int32_t ft_gen_pick(const float *logits, int V, const ft_gen_opts *o, ft_rng *r, ft_gen_cand *cand)
 {
+    const int32_t ban = o->ban_id >= 0 && o->ban_id < V && V > 1 ? o->ban_id : -1;
     if (o->greedy) {
-        int32_t best = 0;
-        for (int i = 1; i < V; i++)
-            if (logits[i] > logits[best])
+        int32_t best = ban == 0 ? 1 : 0;
+        for (int i = best + 1; i < V; i++)
+            if (i != ban && logits[i] > logits[best])
                 best = i;
         return best;
     }
@@ -196,7 +198,7 @@ int32_t ft_gen_pick(const float *logits, int V, const ft_gen_opts *o, ft_rng *r,
     const double invt = 1.0 / (double)o->temperature;
     double sum = 0.0;
     for (int i = 0; i < V; i++) {
-        cand[i].p = (float)exp(((double)logits[i] - (double)mx) * invt);
+        cand[i].p = i == ban ? 0.0f : (float)exp(((double)logits[i] - (double)mx) * invt);
         cand[i].id = i;
         sum += cand[i].p;
     }

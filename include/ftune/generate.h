@@ -21,9 +21,11 @@ typedef struct ft_gen_opts {
     float temperature; /* sampling: logits are divided by it, > 0 */
     uint64_t seed;     /* sequence i of a call samples from the stream (seed, i) */
     int32_t stop_id;   /* generation ends when this id is drawn (it is not output); -1: none */
+    int32_t ban_id;    /* never generated (a compact vocabulary's UNK, which stands for every
+                          rare token at once); -1: none */
 } ft_gen_opts;
 
-/* greedy, max_new 32, top_k 0, top_p 1, temperature 1, seed 0, stop_id -1 */
+/* greedy, max_new 32, top_k 0, top_p 1, temperature 1, seed 0, stop_id -1, ban_id -1 */
 void ft_gen_opts_init(ft_gen_opts *o);
 /* FT_EINPUT naming the option when out of range for a vocabulary of V ids. */
 int ft_gen_opts_check(const ft_gen_opts *o, int V, ft_err *err);

@@ -290,6 +290,27 @@ static void test_sampling_sets(void)
     o.top_k = 1;
     o.temperature = 50.0f;
     CHECK(ft_gen_pick(z, V, &o, &r, cand) == argmax(z, V));
+
+    /* a banned id (a compact vocabulary's UNK) is never picked: greedy takes the runner-up,
+     * sampling (even top-k 1, even at a high temperature) never draws it */
+    int best = argmax(z, V), second = -1;
+    for (int i = 0; i < V; i++)
+        if (i != best && (second < 0 || z[i] > z[second]))
+            second = i;
+    o.ban_id = best;
+    o.greedy = 1;
+    CHECK(ft_gen_pick(z, V, &o, &r, cand) == second);
+    o.greedy = 0;
+    CHECK(ft_gen_pick(z, V, &o, &r, cand) == second); /* top_k 1 */
+    o.top_k = 0;
+    int drew_banned = 0;
+    for (int t = 0; t < 2000; t++)
+        drew_banned |= ft_gen_pick(z, V, &o, &r, cand) == best;
+    CHECK(!drew_banned);
+    o.ban_id = 0; /* the first id: greedy must not start from it */
+    o.greedy = 1;
+    CHECK(ft_gen_pick(z, V, &o, &r, cand) != 0);
+    o.ban_id = -1;
 }
 
 static void test_seed_and_batch(void)
