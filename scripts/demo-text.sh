@@ -3,7 +3,9 @@
 # (scripts/fetch-text-data.sh), a small GPT pretrained by ftune as a language model on the
 # unlabelled half, then a spam classifier on the disjoint labelled split, three ways, each
 # with NP MPI ranks: from scratch, fine-tuned with the embedding and first block frozen, and
-# fine-tuned with LoRA adapters. Prints test accuracy and macro-F1 of each. Run from the
+# fine-tuned with LoRA adapters (test accuracy and macro-F1 of each); then the pretrained GPT
+# fine-tuned to write an email's Subject line from its body (BLEU and ROUGE on the test
+# emails, before and after fine-tuning). Run from the
 # repository root. Environment: FTUNE (build/ftune), NP (2), TEXT_DATA (data/text),
 # DEMO_EPOCHS (override every run's epochs, e.g. 1 for a smoke run).
 set -euo pipefail
@@ -35,6 +37,12 @@ tok=(--vocab "$D/encoder.json" --merges "$D/vocab.bpe" --classes ham,spam --max-
 for s in train test; do
     "$FTUNE" data import-text "$D/$s.jsonl" -o "$D/$s.h5" "${tok[@]}" --vocab-map "$D/lm.h5"
 done
+# body <|endoftext|> subject <|endoftext|>: the subject (at most 23 tokens) is the target
+for s in gen_train gen_test; do
+    "$FTUNE" data import-text "$D/$s.jsonl" -o "$D/$s.h5" --vocab "$D/encoder.json" \
+        --merges "$D/vocab.bpe" --task generate --layout lm --max-len 128 --target-max-len 24 \
+        --vocab-map "$D/lm.h5"
+done
 
 run() { # NAME: trains configs/text-NAME.cfg on NP ranks, keeps the log
     rm -rf "runs/text-$1"
@@ -61,4 +69,27 @@ for c in spam-scratch:"from scratch" spam-finetune:"pretrained, embedding + h.0 
     acc=$(echo "$line" | sed -n 's/^fine-tuned accuracy \([0-9.]*\),.*/\1/p')
     f1=$(echo "$line" | sed -n 's/.*, macro-F1 \([0-9.]*\), loss.*baseline.*/\1/p')
     printf '%-16s %-50s %9s %9s\n' "$name" "${c#*:}" "$acc" "$f1"
+done
+
+gen() { # MODEL OUT: greedy subjects for the test emails, scored
+    "$FTUNE" generate "$1" --data "$D/gen_test.h5" --vocab "$D/encoder.json" \
+        --merges "$D/vocab.bpe" --max-new 24 --show 3 --json "$2"
+}
+echo
+echo "== Subject lines from the pretrained GPT, before fine-tuning"
+gen runs/text-gpt-pretrain/model.h5 runs/text-subject-before.json
+echo
+echo "== fine-tuning the GPT on body -> subject ($D/gen_train.h5, $NP ranks)"
+run subject-finetune
+echo
+echo "== Subject lines after fine-tuning"
+gen runs/text-subject-finetune/model.h5 runs/text-subject-after.json
+echo
+echo "== Subject lines on $D/gen_test.h5 (greedy, at most 24 tokens; scored against the real subjects)"
+printf '%-8s %8s %8s %8s %8s %8s\n' model BLEU-4 BLEU-p1 ROUGE-1 ROUGE-2 ROUGE-L
+for w in before after; do
+    /usr/bin/python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+print("%-8s %8.4f %8.4f %8.4f %8.4f %8.4f" % (sys.argv[2], r["bleu"], r["precisions"][0],
+      r["rouge1"], r["rouge2"], r["rougeL"]))' "runs/text-subject-$w.json" "$w"
 done
