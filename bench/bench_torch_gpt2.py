@@ -13,9 +13,15 @@ length are masked out and the score reads its last real position.
 
   bench_torch_gpt2.py run --data FILE --threads T --blas B --steps S --warmup W [--max-seconds X]
       one measurement in this process; prints one JSON line
-  bench_torch_gpt2.py all --data FILE [--quick] --out FILE
+  bench_torch_gpt2.py all --data FILE [--quick] [--lora] --out FILE
       the four single-process thread settings (1/2 torch threads x 1/2 OpenBLAS threads), each
       in a fresh process (the thread pools are fixed at start-up); writes a JSON list
+
+--lora (workload "t1-lora", bench/configs/t1-gpt2-small-lora.cfg): plain LoRA on the four
+linears of every block (c_attn, c_proj, c_fc, mlp_proj): y = W x + b + (alpha / r) B A x with
+r = 8, alpha = 16, A [r, in] ~ N(0, 0.02^2), B [out, r] = 0; every base parameter (wte, wpe,
+the blocks, ln_f) has requires_grad False, the adapters and the score train, and AdamW holds
+state for those only.
 
 Metric: real tokens (the sum of `lengths` over the batch) per second of timed steps, after the
 warm-up steps. Exit code 77 when torch (or h5py) cannot be imported.
@@ -31,15 +37,29 @@ import time
 
 VOCAB, NPOS, D, HEADS, NBLOCKS, CLASSES = 50257, 1024, 768, 12, 12, 2
 SETTINGS = [(1, 1), (2, 2), (1, 2), (2, 1)]  # (torch threads, OpenBLAS threads)
+LORA_RANK, LORA_ALPHA = 8, 16.0
 
 
 def setting_name(t, b):
     return f"torch 1 process, {t} torch + {b} BLAS thread{'s' if b > 1 else ''}"
 
 
-def build(torch):
+def build(torch, lora=False):
     nn = torch.nn
     F = torch.nn.functional
+
+    class LoRALinear(nn.Module):
+        """A frozen nn.Linear plus a trainable rank-r update (alpha / r) B A."""
+
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+            self.lora_A = nn.Parameter(torch.empty(LORA_RANK, base.in_features))
+            self.lora_B = nn.Parameter(torch.zeros(base.out_features, LORA_RANK))
+            self.scale = LORA_ALPHA / LORA_RANK
+
+        def forward(self, x):
+            return self.base(x) + self.scale * F.linear(F.linear(x, self.lora_A), self.lora_B)
 
     class Block(nn.Module):
         """GPT-2's block (pre-LN), fused q/k/v like c_attn, weights [out, in]."""
@@ -78,6 +98,15 @@ def build(torch):
                     nn.init.ones_(p)
                 else:
                     nn.init.normal_(p, std=0.02)
+            if lora:
+                for p in self.parameters():
+                    p.requires_grad_(False)
+                for blk in self.h:
+                    for name in ("c_attn", "c_proj", "c_fc", "mlp_proj"):
+                        m = LoRALinear(getattr(blk, name))
+                        nn.init.normal_(m.lora_A, std=0.02)
+                        setattr(blk, name, m)
+                self.score.weight.requires_grad_(True)
 
         def forward(self, ids, lengths):
             n, T = ids.shape
@@ -94,16 +123,17 @@ def build(torch):
     return GPT2Classifier()
 
 
-def train(torch, data, steps, warmup, max_seconds):
+def train(torch, data, steps, warmup, max_seconds, lora=False):
     import h5py
     with h5py.File(data, "r") as f:
         ids = torch.from_numpy(f["inputs"][...]).long()
         y = torch.from_numpy(f["labels"][...].astype("int64"))
         lengths = torch.from_numpy(f["lengths"][...].astype("int64"))
     torch.manual_seed(42)
-    model = build(torch)
+    model = build(torch, lora)
     nparams = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=0.01)
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
@@ -125,7 +155,7 @@ def train(torch, data, steps, warmup, max_seconds):
             if max_seconds > 0 and time.perf_counter() - t0 > max_seconds:
                 break
     secs = time.perf_counter() - t0
-    return {"params": nparams, "steps": timed, "samples": timed * ids.shape[0],
+    return {"params": nparams, "trainable": sum(p.numel() for p in trainable), "steps": timed, "samples": timed * ids.shape[0],
             "tokens": timed * tokens_per_step, "seq_len": ids.shape[1], "seconds": secs,
             "step_seconds": step_times, "loss": float(loss)}
 
@@ -138,8 +168,8 @@ def cmd_run(a):
         print(json.dumps({"skip": f"torch/h5py not available: {type(e).__name__}: {e}"}))
         return 77
     torch.set_num_threads(a.threads)
-    r = train(torch, a.data, a.steps, a.warmup, a.max_seconds)
-    r.update({"workload": "t1", "config": setting_name(a.threads, a.blas), "peer": "pytorch",
+    r = train(torch, a.data, a.steps, a.warmup, a.max_seconds, a.lora)
+    r.update({"workload": "t1-lora" if a.lora else "t1", "config": setting_name(a.threads, a.blas), "peer": "pytorch",
               "torch": torch.__version__, "threads": a.threads, "blas": a.blas, "ranks": 1,
               "samples_per_s": r["samples"] / r["seconds"],
               "tokens_per_s": r["tokens"] / r["seconds"],
@@ -161,7 +191,7 @@ def cmd_all(a):
         env["OMP_NUM_THREADS"] = str(t)
         cmd = [sys.executable, os.path.abspath(__file__), "run", "--data", a.data,
                "--threads", str(t), "--blas", str(b), "--steps", str(steps),
-               "--warmup", str(warmup), "--max-seconds", str(secs)]
+               "--warmup", str(warmup), "--max-seconds", str(secs)] + (["--lora"] if a.lora else [])
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if p.returncode == 77:
             print(p.stdout.strip())
@@ -173,7 +203,7 @@ def cmd_all(a):
             continue
         r = json.loads(line[-1])
         rows.append(r)
-        print(f"  t1           {r['config']:44s} {r['tokens_per_s']:9.1f} tokens/s "
+        print(f"  {r['workload']:12s} {r['config']:44s} {r['tokens_per_s']:9.1f} tokens/s "
               f"({r['steps']} steps, {r['seconds']:.1f} s)  {r['peak_rss_mib']:7.1f} MiB",
               flush=True)
     with open(a.out, "w") as f:
@@ -191,9 +221,11 @@ def main():
     r.add_argument("--steps", type=int, default=4)
     r.add_argument("--warmup", type=int, default=1)
     r.add_argument("--max-seconds", type=float, default=0.0)
+    r.add_argument("--lora", action="store_true")
     al = sub.add_parser("all")
     al.add_argument("--data", required=True)
     al.add_argument("--quick", action="store_true")
+    al.add_argument("--lora", action="store_true")
     al.add_argument("--out", required=True)
     a = ap.parse_args()
     return cmd_run(a) if a.cmd == "run" else cmd_all(a)

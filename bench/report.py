@@ -18,6 +18,10 @@ RSS_RE = re.compile(r"^peak RSS per rank: ([\d.]+) MiB .*breakdown sum ([\d.]+) 
                     r"\(feature cache ([\d.]+) MiB\); ([\d.]+) MiB resident before")
 EPOCH_RE = re.compile(r"^epoch (\d+): (\d+) samples in ([\d.]+) s of training steps")
 STEPS_RE = re.compile(r", (\d+) steps$")
+MODEL_RE = re.compile(r"^model: \d+ layers, (\d+) parameters, (\d+) trainable")
+MEM_RE = re.compile(r"^memory per rank: parameters ([\d.]+) MiB, gradients ([\d.]+) MiB, "
+                    r"optimizer ([\d.]+) MiB, activations ([\d.]+) MiB, workspace ([\d.]+) MiB")
+T1_WORKLOADS = ("t1", "t1-lora")
 
 
 def parse_ftune(name, np_, threads, path):
@@ -37,6 +41,13 @@ def parse_ftune(name, np_, threads, path):
             if m:
                 r["epochs"].append({"epoch": int(m[1]), "samples": int(m[2]),
                                     "seconds": float(m[3])})
+            m = MODEL_RE.match(line)
+            if m:
+                r.update(params=int(m[1]), trainable=int(m[2]))
+            m = MEM_RE.match(line)
+            if m:
+                r.update(params_mib=float(m[1]), grads_mib=float(m[2]), optimizer_mib=float(m[3]),
+                         activations_mib=float(m[4]), workspace_mib=float(m[5]))
             m = STEPS_RE.search(line)
             if m and line.startswith("ftune "):
                 r["steps"] = int(m[1])
@@ -80,6 +91,56 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def lora_vs_full(table, lines):
+    """T1: each LoRA row next to the full fine-tune row of the same peer and configuration,
+    with the ratios LoRA / full. Appends to lines; stores the pairs in the rows."""
+    full = {(r["peer"], r["config"]): r for r in table if r["workload"] == "t1"}
+    pairs = [(full[(r["peer"], r["config"])], r) for r in table
+             if r["workload"] == "t1-lora" and (r["peer"], r["config"]) in full]
+    if not pairs:
+        return
+    lines.append("")
+    lines.append("T1 LoRA vs full fine-tune (same peer and configuration; ratio = LoRA / full)")
+    h = (f"{'config':44} {'':5} {'trainable':>11} {'tokens/s':>9} {'s/step':>7} "
+         f"{'fastest':>8} {'peak RSS':>9} {'grads':>8} {'opt st':>8} {'params':>8} "
+         f"{'act':>7}")
+    lines += [h, "-" * len(h)]
+
+    def sps(r):
+        return r["seconds_timed"] / r["steps_timed"] if r.get("steps_timed") else (
+            r["seconds"] / r["steps"] if r.get("steps") else None)
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    for f, lo in pairs:
+        for tag, r in (("full", f), ("LoRA", lo)):
+            lines.append(
+                f"{r['config'][:44]:44} {tag:5} {fmt(r.get('trainable'), '11d'):>11} "
+                f"{r['tokens_per_s']:9.1f} {fmt(sps(r), '7.2f'):>7} "
+                f"{fmt(r.get('fastest_step_s'), '8.2f'):>8} "
+                f"{fmt(r.get('peak_rss_mib'), '9.1f'):>9} {fmt(r.get('grads_mib'), '8.1f'):>8} "
+                f"{fmt(r.get('optimizer_mib'), '8.1f'):>8} {fmt(r.get('params_mib'), '8.1f'):>8} "
+                f"{fmt(r.get('activations_mib'), '7.1f'):>7}")
+        q = {"tokens_per_s": ratio(lo["tokens_per_s"], f["tokens_per_s"]),
+             "s_per_step": ratio(sps(lo), sps(f)),
+             "fastest_step": ratio(lo.get("fastest_step_s"), f.get("fastest_step_s")),
+             "peak_rss": ratio(lo.get("peak_rss_mib"), f.get("peak_rss_mib")),
+             "trainable": ratio(lo.get("trainable"), f.get("trainable")),
+             "grads": ratio(lo.get("grads_mib"), f.get("grads_mib")),
+             "optimizer": ratio(lo.get("optimizer_mib"), f.get("optimizer_mib"))}
+        lo["vs_full"] = q
+        lines.append(
+            f"{'':44} {'ratio':5} {fmt(q['trainable'], '11.4f'):>11} "
+            f"{fmt(q['tokens_per_s'], '9.2f'):>9} {fmt(q['s_per_step'], '7.2f'):>7} "
+            f"{fmt(q['fastest_step'], '8.2f'):>8} {fmt(q['peak_rss'], '9.2f'):>9} "
+            f"{fmt(q['grads'], '8.4f'):>8} {fmt(q['optimizer'], '8.4f'):>8}")
+    lines.append("trainable: parameters with a gradient; grads, opt st (AdamW state), params, act "
+                 "(activations): ftune's 'memory per rank' breakdown in MiB (PyTorch: -); peak "
+                 "RSS: ftune's, or ru_maxrss of the PyTorch process. s/step and fastest: the mean "
+                 "and the fastest timed step.")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True)
@@ -107,11 +168,12 @@ def main():
         with open(os.path.join(W, "t1.json")) as f:
             t1_info = json.load(f)
         for r in rows:
-            if r["workload"] == "t1":
+            if r["workload"] in T1_WORKLOADS:
                 t1_rates(r, t1_info)
-    if os.path.exists(os.path.join(W, "torch_t1.json")):
-        with open(os.path.join(W, "torch_t1.json")) as f:
-            torch_rows += json.load(f)
+    for fn in ("torch_t1.json", "torch_t1_lora.json"):
+        if os.path.exists(os.path.join(W, fn)):
+            with open(os.path.join(W, fn)) as f:
+                torch_rows += json.load(f)
     for t in torch_rows:
         t["peer"] = "pytorch"
         t["cache"] = False
@@ -119,7 +181,7 @@ def main():
 
     best_torch = {}
     def rate(r):  # T1 compares real tokens/s (its rows' samples/s include the warm-up)
-        return r["tokens_per_s"] if r["workload"] == "t1" else r["samples_per_s"]
+        return r["tokens_per_s"] if r["workload"] in T1_WORKLOADS else r["samples_per_s"]
 
     for t in torch_rows:
         wl = t["workload"]
@@ -141,10 +203,10 @@ def main():
         r["pct_sgemm"] = 100.0 * r["gflops"] / s if s else None
         bt = best_torch.get(r["workload"])
         r["vs_best_torch"] = rate(r) / rate(bt) if bt else None
-        if r["workload"] == "t1":  # the fastest step: less sensitive to other load
+        if r["workload"] in T1_WORKLOADS:  # the fastest step: less sensitive to other load
             r["fastest_step_s"] = min(r.get("step_seconds") or [0.0]) or None
             tt = [min(t["step_seconds"]) for t in torch_rows
-                  if t["workload"] == "t1" and t.get("step_seconds")]
+                  if t["workload"] == r["workload"] and t.get("step_seconds")]
             r["vs_best_torch_fastest"] = (min(tt) / r["fastest_step_s"]
                                           if tt and r["fastest_step_s"] else None)
         table.append(r)
@@ -160,11 +222,11 @@ def main():
             e["pct_sgemm"] = None
             table.append(e)
 
-    order = {"w1-pretrain": 0, "w1-finetune": 1, "w2": 2, "t1": 3}
+    order = {"w1-pretrain": 0, "w1-finetune": 1, "w2": 2, "t1": 3, "t1-lora": 4}
     table.sort(key=lambda r: (order[r["workload"]], r["peer"] != "ftune"))
 
     lines = []
-    table_w = [r for r in table if r["workload"] != "t1"]  # T1 has a table of its own
+    table_w = [r for r in table if r["workload"] not in T1_WORKLOADS]  # T1 has a table of its own
     hdr = (f"{'workload':12} {'config':52} {'samples/s':>10} {'GFLOP/s':>8} {'%SGEMM':>7} "
            f"{'peak RSS':>9} {'vs best':>8} {'data':>6} {'allred':>6}")
     if table_w:
@@ -197,7 +259,7 @@ def main():
     if a.note:
         lines.append(a.note)
 
-    t1_rows = [r for r in table if r["workload"] == "t1"]
+    t1_rows = [r for r in table if r["workload"] in T1_WORKLOADS]
     if t1_rows:
         lines.append("")
         h1 = (f"{'workload':12} {'config':52} {'tokens/s':>10} {'s/step':>8} {'fastest':>8} "
@@ -207,7 +269,7 @@ def main():
             steps = r.get("steps_timed", r.get("steps"))
             secs = r.get("seconds_timed", r.get("seconds"))
             lines.append(
-                f"{'t1':12} {r['config'][:52]:52} {r['tokens_per_s']:10.1f} "
+                f"{r['workload']:12} {r['config'][:52]:52} {r['tokens_per_s']:10.1f} "
                 f"{fmt(secs / steps if steps else None, '8.2f'):>8} "
                 f"{fmt(r.get('fastest_step_s'), '8.2f'):>8} {steps:6d} "
                 f"{fmt(r.get('peak_rss_mib'), '8.1f'):>9} {fmt(r['vs_best_torch'], '7.2f'):>8} "
@@ -222,7 +284,12 @@ def main():
             f"not pass the lengths to the layers yet: it attends to the padding and pools "
             f"position T - 1; that changes the masking, not the cost. 'fastest': the fastest "
             f"timed step, and the fastest PyTorch step (any setting) over it (less sensitive "
-            f"to other load on a shared machine).")
+            f"to other load on a shared machine). t1-lora: the same model with rank-8 LoRA "
+            f"adapters (alpha 16) on q/k/v, attention output, MLP fc and proj of every block "
+            f"and the score trained, the rest frozen (ftune: t1-gpt2-small-lora.cfg, started "
+            f"from the full row's model file; PyTorch: bench_torch_gpt2.py --lora); 'vs best' "
+            f"there is against the best PyTorch LoRA row.")
+        lora_vs_full(table, lines)
 
     # ---- targets (issue 4) ----
     ft = [r for r in table if r["peer"] == "ftune" and not r.get("later_epochs")]

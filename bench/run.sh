@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # ftune's benchmark (make bench): ftune and its PyTorch peers (bench/bench_torch.py,
 # bench/bench_torch_gpt2.py) on the reference workloads W1 (pretrain, fine-tune, fine-tune with
-# the frozen-feature cache), W2 and T1 (a GPT-2-small full fine-tune), plus an SGEMM
-# microbenchmark on W2's shapes, in one run under one environment. Prints one table and writes
-# it as JSON. See bench/README.md.
+# the frozen-feature cache), W2 and T1 (a GPT-2-small full fine-tune, and the same model with
+# LoRA adapters and its base frozen), plus an SGEMM microbenchmark on W2's shapes, in one run
+# under one environment. Prints one table and writes it as JSON. See bench/README.md.
 #
 #   bench/run.sh [--quick] [--only LIST] [--out FILE] [--work DIR]
 #
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY=$2; shift ;;
     --out) OUT=$2; shift ;;
     --work) WORK=$2; shift ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -226,6 +226,11 @@ fi
 if want t1; then
     run t1-1x1 1 1 t1-gpt2-small.cfg "${T1[@]}"
     [ "$QUICK" = 1 ] || run t1-1x2 1 2 t1-gpt2-small.cfg "${T1[@]}"
+    # LoRA (issue 7): the same model with rank-8 adapters, base frozen, started from the full
+    # row's model file so that its checkpoint and model files hold only the adapters and head
+    T1L=("${T1[@]}" --set "pretrained.file=\"$WORK/t1-1x1/model.h5\"")
+    run t1-lora-1x1 1 1 t1-gpt2-small-lora.cfg "${T1L[@]}"
+    [ "$QUICK" = 1 ] || run t1-lora-1x2 1 2 t1-gpt2-small-lora.cfg "${T1L[@]}"
 fi
 
 # ---- PyTorch -----------------------------------------------------------------------------
@@ -251,6 +256,9 @@ else
         "$PY" bench/bench_torch_gpt2.py all --data "$T1_DATA" "${quick[@]}" \
             --out "$WORK/torch_t1.json" ||
             { echo "bench/run.sh: the PyTorch T1 benchmark failed" >&2; exit 1; }
+        "$PY" bench/bench_torch_gpt2.py all --lora --data "$T1_DATA" "${quick[@]}" \
+            --out "$WORK/torch_t1_lora.json" ||
+            { echo "bench/run.sh: the PyTorch T1 LoRA benchmark failed" >&2; exit 1; }
     fi
 fi
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of the benchmark (label "bench"): bench/run.sh --quick runs every ftune and
-# PyTorch row (T1, the GPT-2-small fine-tune, included) for a few steps and writes its table
+# PyTorch row (T1, the GPT-2-small fine-tune and its LoRA row, included) for a few steps and writes its table
 # as JSON. Checks that it runs and that the JSON has every row and target; timings are never
 # asserted (they mean nothing in a smoke run, and the machine is shared). Skipped (77)
 # without PyTorch.
@@ -33,6 +33,7 @@ d = json.load(open(sys.argv[1]))
 rows = d["rows"]
 want = {("ftune", w) for w in ("w1-pretrain", "w1-finetune", "w2", "t1")}
 want |= {("pytorch", w) for w in ("w1-pretrain", "w1-finetune", "w2", "t1")}
+want |= {(p, "t1-lora") for p in ("ftune", "pytorch")}
 have = {(r["peer"], r["workload"]) for r in rows}
 missing = want - have
 assert not missing, f"missing rows: {missing}"
@@ -42,8 +43,13 @@ for r in rows:
     if r["peer"] == "ftune":
         assert r["peak_rss_mib"] > 0 and r["breakdown_mib"] > 0, r
 for r in rows:
-    if r["workload"] == "t1":
+    if r["workload"] in ("t1", "t1-lora"):
         assert r["tokens_per_s"] > 0, r
+    if r["workload"] == "t1-lora":  # LoRA vs the full fine-tune of the same configuration
+        assert r["vs_full"]["tokens_per_s"] > 0, r
+        assert r["trainable"] < r["params"] // 50, r
+        if r["peer"] == "ftune":
+            assert 0 < r["vs_full"]["grads"] < 0.05 and 0 < r["vs_full"]["optimizer"] < 0.05, r
 assert any("T1" in t["target"] for t in d["targets"]), "no T1 target"
 assert set(d["sgemm"]) == {"1x1", "1x2", "2x1"}, d["sgemm"]
 assert len(d["targets"]) >= 10, len(d["targets"])
