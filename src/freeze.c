@@ -150,6 +150,7 @@ int ft_model_freeze_params(ft_model *m, const ft_config *c, ft_err *err)
 
 int ft_config_build_model(const ft_config *c, ft_model *m, ft_err *err)
 {
-    int rc = ft_model_build(m, &c->input, c->layers, c->nlayers, err);
+    /* the gradient arena is laid out once, after the per-parameter freezing */
+    int rc = ft_model_build_nograds(m, &c->input, c->layers, c->nlayers, err);
     return rc ? rc : ft_model_freeze_params(m, c, err);
 }

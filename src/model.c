@@ -96,7 +96,7 @@ static int layout_arenas(ft_model *m, ft_err *err)
             off += l->params[j].count;
         }
     }
-    return ft_model_layout_grads(m, err);
+    return FT_OK;
 }
 
 static int param_trains(const ft_layer *l, const ft_param *p)
@@ -150,6 +150,13 @@ int ft_model_layout_grads(ft_model *m, ft_err *err)
 
 int ft_model_build(ft_model *m, const ft_shape *input, const ft_layer_spec *specs, int n,
                    ft_err *err)
+{
+    int rc = ft_model_build_nograds(m, input, specs, n, err);
+    return rc ? rc : ft_model_layout_grads(m, err);
+}
+
+int ft_model_build_nograds(ft_model *m, const ft_shape *input, const ft_layer_spec *specs, int n,
+                           ft_err *err)
 {
     memset(m, 0, sizeof *m);
     m->input = *input;

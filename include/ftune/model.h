@@ -57,6 +57,11 @@ typedef struct ft_model {
  * Errors name the layer. Does not allocate activations. */
 int ft_model_build(ft_model *m, const ft_shape *input, const ft_layer_spec *specs, int n,
                    ft_err *err);
+/* ft_model_build without the gradient arena, for a caller that freezes parameters first and
+ * then calls ft_model_layout_grads once (a 124M-parameter model fine-tuned with LoRA never
+ * holds a gradient buffer for its frozen weights, not even for a moment). */
+int ft_model_build_nograds(ft_model *m, const ft_shape *input, const ft_layer_spec *specs, int n,
+                           ft_err *err);
 /* (Re)builds the gradient arena from the layers' and parameters' frozen flags
  * (after changing them; ft_model_build calls it). Before ft_model_alloc. */
 int ft_model_layout_grads(ft_model *m, ft_err *err);
