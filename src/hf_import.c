@@ -14,6 +14,8 @@
 #include "ftune/json.h"
 #include "ftune/safetensors.h"
 
+#include "sbuf.h"
+
 #define HF_CONFIG_MAX ((long)16 << 20) /* config.json is a few kB; refuse anything huge */
 #define HF_DIM_MAX (1L << 20)
 #define HF_LAYERS_MAX 200  /* ftune's FT_MAX_LAYERS minus the layers around the blocks */
@@ -23,58 +25,6 @@ void ft_hf_opts_default(ft_hf_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->seed = 42;
-}
-
-/* ---- a growing string ----------------------------------------------------- */
-
-typedef struct sbuf {
-    char *s;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        size_t room = b->cap - b->len;
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->s && (size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->oom = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
-static char *sb_take(sbuf *b)
-{
-    if (b->oom) {
-        free(b->s);
-        memset(b, 0, sizeof *b);
-        return NULL;
-    }
-    char *s = b->s ? b->s : strdup("");
-    memset(b, 0, sizeof *b);
-    return s;
 }
 
 /* The shortest text that reads back as v, always a libconfig float literal. */
@@ -163,7 +113,7 @@ typedef struct hctx {
     ft_json *cfg;
     ft_st_file st;
     unsigned char *used; /* per tensor of st */
-    sbuf notes;
+    ft_sbuf notes;
     int lm_checked; /* an LM import found lm_head.weight equal to wte.weight */
 } hctx;
 
@@ -316,10 +266,10 @@ static int gelu_kind(hctx *h, const char *key, const char *v, const char **out, 
                        "/ \"gelu_pytorch_tanh\" (tanh approximation)",
                        h->cfg_path, key, v);
     if (!strcmp(v, "gelu_fast"))
-        sb_printf(&h->notes,
-                  "%s \"gelu_fast\" is computed as the tanh GELU (gelu_new), which it "
-                  "approximates\n",
-                  key);
+        ft_sb_printf(&h->notes,
+                     "%s \"gelu_fast\" is computed as the tanh GELU (gelu_new), which it "
+                     "approximates\n",
+                     key);
     return FT_OK;
 }
 
@@ -363,10 +313,10 @@ static int read_gpt2(hctx *h, arch *a, ft_err *err)
                        h->cfg_path, inner, a->dim);
     a->ratio = inner / a->dim;
     if (attn_drop != a->block_drop)
-        sb_printf(&h->notes,
-                  "attn_pdrop %g differs from resid_pdrop %g: ftune's blocks have one dropout "
-                  "rate; resid_pdrop is used for all three sites\n",
-                  attn_drop, a->block_drop);
+        ft_sb_printf(&h->notes,
+                     "attn_pdrop %g differs from resid_pdrop %g: ftune's blocks have one dropout "
+                     "rate; resid_pdrop is used for all three sites\n",
+                     attn_drop, a->block_drop);
     a->head_drop = 0; /* GPT2ForSequenceClassification has no dropout before score */
     return FT_OK;
 }
@@ -412,17 +362,17 @@ static int read_bert(hctx *h, arch *a, ft_err *err)
     a->emb_drop = a->block_drop;
     a->head_drop = cls_drop;
     if (attn_drop != a->block_drop)
-        sb_printf(&h->notes,
-                  "attention_probs_dropout_prob %g differs from hidden_dropout_prob %g: ftune's "
-                  "blocks have one dropout rate; hidden_dropout_prob is used for all three "
-                  "sites\n",
-                  attn_drop, a->block_drop);
+        ft_sb_printf(&h->notes,
+                     "attention_probs_dropout_prob %g differs from hidden_dropout_prob %g: ftune's "
+                     "blocks have one dropout rate; hidden_dropout_prob is used for all three "
+                     "sites\n",
+                     attn_drop, a->block_drop);
     return FT_OK;
 }
 
 /* ---- the generated config ----------------------------------------------------------- */
 
-static void gen_layers(sbuf *b, const arch *a, const char *pre_comment)
+static void gen_layers(ft_sbuf *b, const arch *a, const char *pre_comment)
 {
     char e[40], d1[40], d2[40], d3[40];
     fmt_num(a->eps, e, sizeof e);
@@ -430,137 +380,142 @@ static void gen_layers(sbuf *b, const arch *a, const char *pre_comment)
     fmt_num(a->emb_drop, d2, sizeof d2);
     fmt_num(a->head_drop, d3, sizeof d3);
     if (pre_comment)
-        sb_printf(b, "%s", pre_comment);
-    sb_printf(b, "  layers = (\n");
+        ft_sb_printf(b, "%s", pre_comment);
+    ft_sb_printf(b, "  layers = (\n");
     if (!a->bert) {
-        sb_printf(b,
-                  "    { name = \"wte\"; type = \"embedding\"; vocab = %ld; dim = %ld; max_len = "
-                  "%ld; },\n"
-                  "    { name = \"drop\"; type = \"dropout\"; rate = %s; },\n",
-                  a->vocab, a->dim, a->positions, d2);
+        ft_sb_printf(
+            b,
+            "    { name = \"wte\"; type = \"embedding\"; vocab = %ld; dim = %ld; max_len = "
+            "%ld; },\n"
+            "    { name = \"drop\"; type = \"dropout\"; rate = %s; },\n",
+            a->vocab, a->dim, a->positions, d2);
         for (long i = 0; i < a->layers; i++)
-            sb_printf(b,
-                      "    { name = \"h.%ld\"; type = \"transformer_block\"; heads = %ld; "
-                      "mlp_ratio = %ld; style = \"pre_ln\"; causal = true; activation = \"%s\"; "
-                      "eps = %s; dropout = %s; },\n",
-                      i, a->heads, a->ratio, a->act, e, d1);
+            ft_sb_printf(b,
+                         "    { name = \"h.%ld\"; type = \"transformer_block\"; heads = %ld; "
+                         "mlp_ratio = %ld; style = \"pre_ln\"; causal = true; activation = \"%s\"; "
+                         "eps = %s; dropout = %s; },\n",
+                         i, a->heads, a->ratio, a->act, e, d1);
         if (a->lm)
-            sb_printf(b,
-                      "    { name = \"ln_f\"; type = \"layernorm\"; eps = %s; },\n"
-                      "    { name = \"lm_head\"; type = \"lm_head\"; tie = \"wte\"; }\n",
-                      e);
+            ft_sb_printf(b,
+                         "    { name = \"ln_f\"; type = \"layernorm\"; eps = %s; },\n"
+                         "    { name = \"lm_head\"; type = \"lm_head\"; tie = \"wte\"; }\n",
+                         e);
         else
-            sb_printf(b,
-                      "    { name = \"ln_f\"; type = \"layernorm\"; eps = %s; },\n"
-                      "    { name = \"pool\"; type = \"seq_pool\"; mode = \"last\"; },\n"
-                      "    { name = \"%s\"; type = \"dense\"; units = %ld; bias = false; }\n",
-                      e, a->head, a->classes);
+            ft_sb_printf(b,
+                         "    { name = \"ln_f\"; type = \"layernorm\"; eps = %s; },\n"
+                         "    { name = \"pool\"; type = \"seq_pool\"; mode = \"last\"; },\n"
+                         "    { name = \"%s\"; type = \"dense\"; units = %ld; bias = false; }\n",
+                         e, a->head, a->classes);
     } else {
-        sb_printf(b,
-                  "    { name = \"embeddings\"; type = \"embedding\"; vocab = %ld; dim = %ld; "
-                  "max_len = %ld; segments = %ld; },\n"
-                  "    { name = \"embeddings.LayerNorm\"; type = \"layernorm\"; eps = %s; },\n"
-                  "    { name = \"embeddings.dropout\"; type = \"dropout\"; rate = %s; },\n",
-                  a->vocab, a->dim, a->positions, a->segments, e, d2);
+        ft_sb_printf(b,
+                     "    { name = \"embeddings\"; type = \"embedding\"; vocab = %ld; dim = %ld; "
+                     "max_len = %ld; segments = %ld; },\n"
+                     "    { name = \"embeddings.LayerNorm\"; type = \"layernorm\"; eps = %s; },\n"
+                     "    { name = \"embeddings.dropout\"; type = \"dropout\"; rate = %s; },\n",
+                     a->vocab, a->dim, a->positions, a->segments, e, d2);
         for (long i = 0; i < a->layers; i++)
-            sb_printf(b,
-                      "    { name = \"encoder.layer.%ld\"; type = \"transformer_block\"; heads = "
-                      "%ld; mlp_ratio = %ld; style = \"post_ln\"; causal = false; activation = "
-                      "\"%s\"; eps = %s; dropout = %s; },\n",
-                      i, a->heads, a->ratio, a->act, e, d1);
-        sb_printf(b,
-                  "    { name = \"pool\"; type = \"seq_pool\"; mode = \"first\"; },\n"
-                  "    { name = \"pooler.dense\"; type = \"dense\"; units = %ld; },\n"
-                  "    { name = \"pooler.activation\"; type = \"tanh\"; },\n"
-                  "    { name = \"dropout\"; type = \"dropout\"; rate = %s; },\n"
-                  "    { name = \"%s\"; type = \"dense\"; units = %ld; }\n",
-                  a->dim, d3, a->head, a->classes);
+            ft_sb_printf(
+                b,
+                "    { name = \"encoder.layer.%ld\"; type = \"transformer_block\"; heads = "
+                "%ld; mlp_ratio = %ld; style = \"post_ln\"; causal = false; activation = "
+                "\"%s\"; eps = %s; dropout = %s; },\n",
+                i, a->heads, a->ratio, a->act, e, d1);
+        ft_sb_printf(b,
+                     "    { name = \"pool\"; type = \"seq_pool\"; mode = \"first\"; },\n"
+                     "    { name = \"pooler.dense\"; type = \"dense\"; units = %ld; },\n"
+                     "    { name = \"pooler.activation\"; type = \"tanh\"; },\n"
+                     "    { name = \"dropout\"; type = \"dropout\"; rate = %s; },\n"
+                     "    { name = \"%s\"; type = \"dense\"; units = %ld; }\n",
+                     a->dim, d3, a->head, a->classes);
     }
-    sb_printf(b, "  );\n");
+    ft_sb_printf(b, "  );\n");
 }
 
 static char *gen_config(const hctx *h, const arch *a, const ft_hf_opts *o, const char *notes,
                         int with_extras)
 {
-    sbuf b = {0};
+    ft_sbuf b = {0};
     const char *model = a->bert ? "BERT" : "GPT-2";
     if (with_extras) {
-        sb_printf(&b,
-                  "# ftune config generated by `ftune import hf` from\n#   %s\n#   %s\n"
-                  "# (%s: %ld blocks, width %ld, %ld heads, vocabulary %ld).\n"
-                  "# Layers are named after the Hugging Face modules (docs/text.md, \"Hugging "
-                  "Face\n# checkpoints\"). Fill in the data paths, then: mpirun -np 2 ftune train "
-                  "THIS.cfg\n",
-                  h->cfg_path, h->st.path, model, a->layers, a->dim, a->heads, a->vocab);
+        ft_sb_printf(
+            &b,
+            "# ftune config generated by `ftune import hf` from\n#   %s\n#   %s\n"
+            "# (%s: %ld blocks, width %ld, %ld heads, vocabulary %ld).\n"
+            "# Layers are named after the Hugging Face modules (docs/text.md, \"Hugging "
+            "Face\n# checkpoints\"). Fill in the data paths, then: mpirun -np 2 ftune train "
+            "THIS.cfg\n",
+            h->cfg_path, h->st.path, model, a->layers, a->dim, a->heads, a->vocab);
         if (notes && notes[0]) {
-            sb_printf(&b, "#\n# Notes from the import:\n");
+            ft_sb_printf(&b, "#\n# Notes from the import:\n");
             for (const char *s = notes; *s;) {
                 const char *e = strchr(s, '\n');
                 int len = e ? (int)(e - s) : (int)strlen(s);
-                sb_printf(&b, "#   - %.*s\n", len, s);
+                ft_sb_printf(&b, "#   - %.*s\n", len, s);
                 s += len + (e ? 1 : 0);
             }
         }
-        sb_printf(&b, "\n");
+        ft_sb_printf(&b, "\n");
     }
-    sb_printf(&b, "run = {\n  dir = \"runs/hf-%s-%s\";\n  seed = %llu;\n};\n\n",
-              a->bert ? "bert" : "gpt2", a->lm ? "lm" : "finetune", (unsigned long long)o->seed);
-    sb_printf(&b, "data = {\n");
+    ft_sb_printf(&b, "run = {\n  dir = \"runs/hf-%s-%s\";\n  seed = %llu;\n};\n\n",
+                 a->bert ? "bert" : "gpt2", a->lm ? "lm" : "finetune", (unsigned long long)o->seed);
+    ft_sb_printf(&b, "data = {\n");
     if (with_extras)
-        sb_printf(&b,
-                  "  # token id datasets from `ftune data import-text` with this model's "
-                  "tokenizer\n  # and --max-len equal to model.input%s\n"
-                  "  train = \"data/train.h5\";  # set: your training set\n"
-                  "  eval = \"\";                # set: your evaluation set (\"\" = none)\n",
-                  a->lm ? "; their labels are not used (task = \"lm\")" : "");
+        ft_sb_printf(&b,
+                     "  # token id datasets from `ftune data import-text` with this model's "
+                     "tokenizer\n  # and --max-len equal to model.input%s\n"
+                     "  train = \"data/train.h5\";  # set: your training set\n"
+                     "  eval = \"\";                # set: your evaluation set (\"\" = none)\n",
+                     a->lm ? "; their labels are not used (task = \"lm\")" : "");
     else
-        sb_printf(&b, "  train = \"data/train.h5\";\n  eval = \"\";\n");
-    sb_printf(&b, "};\n\nmodel = {\n");
+        ft_sb_printf(&b, "  train = \"data/train.h5\";\n  eval = \"\";\n");
+    ft_sb_printf(&b, "};\n\nmodel = {\n");
     if (with_extras)
-        sb_printf(&b,
-                  "  # tokens per row: the dataset's max_len (at most %ld, the position "
-                  "table)\n",
-                  a->positions);
-    sb_printf(&b, "  input = [%ld];\n", a->seq_len);
+        ft_sb_printf(&b,
+                     "  # tokens per row: the dataset's max_len (at most %ld, the position "
+                     "table)\n",
+                     a->positions);
+    ft_sb_printf(&b, "  input = [%ld];\n", a->seq_len);
     gen_layers(&b, a, NULL);
-    sb_printf(&b, "};\n");
+    ft_sb_printf(&b, "};\n");
     if (with_extras) {
-        sb_printf(&b, "\n# Start from the imported weights (a relative path is resolved against "
-                      "the\n# directory ftune runs in).\npretrained = {\n  file = ");
-        sb_printf(&b, "\"%s\";\n", o->model_path ? o->model_path : "MODEL.h5");
+        ft_sb_printf(&b, "\n# Start from the imported weights (a relative path is resolved against "
+                         "the\n# directory ftune runs in).\npretrained = {\n  file = ");
+        ft_sb_printf(&b, "\"%s\";\n", o->model_path ? o->model_path : "MODEL.h5");
         if (a->lm)
-            sb_printf(&b, "  # lm_head has no tensor of its own: it is tied to wte's weight\n};\n");
+            ft_sb_printf(&b,
+                         "  # lm_head has no tensor of its own: it is tied to wte's weight\n};\n");
         else
-            sb_printf(&b,
-                      "  # %s\n  # reinit = [\"%s\"];  # a fresh head (change its units for "
-                      "another class count)\n};\n",
-                      a->head_in_file ? "the head came from the checkpoint"
-                                      : "the head was initialised fresh by the import",
-                      a->head);
+            ft_sb_printf(&b,
+                         "  # %s\n  # reinit = [\"%s\"];  # a fresh head (change its units for "
+                         "another class count)\n};\n",
+                         a->head_in_file ? "the head came from the checkpoint"
+                                         : "the head was initialised fresh by the import",
+                         a->head);
         if (a->lm && a->layers > 1)
-            sb_printf(&b,
-                      "\n# Train only the last block and ln_f (wte, and with it the tied head, "
-                      "frozen):\n# freeze = { upto = \"h.%ld\"; };\n",
-                      a->layers - 2);
+            ft_sb_printf(&b,
+                         "\n# Train only the last block and ln_f (wte, and with it the tied head, "
+                         "frozen):\n# freeze = { upto = \"h.%ld\"; };\n",
+                         a->layers - 2);
         else if (!a->lm)
-            sb_printf(&b,
-                      "\n# Train only %s and the head on frozen features:\n"
-                      "# freeze = { upto = \"%s%ld\"; };\n",
-                      a->bert ? "the pooler" : "ln_f", a->bert ? "encoder.layer." : "h.",
-                      a->layers - 1);
-        sb_printf(&b, "\n# Fine-tuning defaults for a pre-trained transformer: a small learning "
-                      "rate\n# with warm-up and cosine decay.\n");
+            ft_sb_printf(&b,
+                         "\n# Train only %s and the head on frozen features:\n"
+                         "# freeze = { upto = \"%s%ld\"; };\n",
+                         a->bert ? "the pooler" : "ln_f", a->bert ? "encoder.layer." : "h.",
+                         a->layers - 1);
+        ft_sb_printf(&b, "\n# Fine-tuning defaults for a pre-trained transformer: a small learning "
+                         "rate\n# with warm-up and cosine decay.\n");
         if (a->lm)
-            sb_printf(&b, "# A causal LM (docs/text.md, \"Training a language model\"): the "
-                          "logits are\n# [batch_size, T, vocab] floats, so the batch is small.\n");
+            ft_sb_printf(&b,
+                         "# A causal LM (docs/text.md, \"Training a language model\"): the "
+                         "logits are\n# [batch_size, T, vocab] floats, so the batch is small.\n");
     }
-    sb_printf(&b, "train = {\n%s  epochs = 3;\n  batch_size = %d;\n",
-              a->lm ? "  task = \"lm\";\n" : "", a->lm ? 8 : 32);
-    sb_printf(&b, "  optimizer = { type = \"adamw\"; lr = 0.00005; weight_decay = 0.01; };\n"
-                  "  schedule = { type = \"cosine\"; warmup_steps = 100; };\n};\n");
-    sb_printf(&b, "checkpoint = { every = 500; keep_last = 2; };\n");
-    sb_printf(&b, "log = { every = 50; };\n");
-    return sb_take(&b);
+    ft_sb_printf(&b, "train = {\n%s  epochs = 3;\n  batch_size = %d;\n",
+                 a->lm ? "  task = \"lm\";\n" : "", a->lm ? 8 : 32);
+    ft_sb_printf(&b, "  optimizer = { type = \"adamw\"; lr = 0.00005; weight_decay = 0.01; };\n"
+                     "  schedule = { type = \"cosine\"; warmup_steps = 100; };\n};\n");
+    ft_sb_printf(&b, "checkpoint = { every = 500; keep_last = 2; };\n");
+    ft_sb_printf(&b, "log = { every = 50; };\n");
+    return ft_sb_take(&b);
 }
 
 /* ---- tensors ------------------------------------------------------------------------ */
@@ -871,7 +826,7 @@ static char *skipped_summary(const hctx *h, int *count)
     size_t n = h->st.ntensors;
     char(*pat)[FT_PREFIX_MAX] = calloc(n ? n : 1, sizeof *pat);
     int *cnt = calloc(n ? n : 1, sizeof *cnt);
-    sbuf b = {0};
+    ft_sbuf b = {0};
     size_t np = 0;
     *count = 0;
     if (!pat || !cnt) {
@@ -894,16 +849,16 @@ static char *skipped_summary(const hctx *h, int *count)
     }
     for (size_t j = 0; j < np; j++) {
         if (j == 24) {
-            sb_printf(&b, ", ... (%zu more names)", np - j);
+            ft_sb_printf(&b, ", ... (%zu more names)", np - j);
             break;
         }
-        sb_printf(&b, "%s%s", j ? ", " : "", pat[j]);
+        ft_sb_printf(&b, "%s%s", j ? ", " : "", pat[j]);
         if (cnt[j] > 1)
-            sb_printf(&b, " (%d)", cnt[j]);
+            ft_sb_printf(&b, " (%d)", cnt[j]);
     }
     free(pat);
     free(cnt);
-    return sb_take(&b);
+    return ft_sb_take(&b);
 }
 
 /* ---- the import ------------------------------------------------------------------------ */
@@ -985,9 +940,10 @@ static int decide_head(hctx *h, const ft_hf_opts *o, arch *a, ft_err *err)
         return ft_fail(err, FT_EINPUT, "--classes %d: at most %d", o->classes, FT_MAX_CLASSES);
     a->classes = o->classes;
     a->head_in_file = 0;
-    sb_printf(&h->notes, "layer '%s': a fresh head of %d classes (initialised with seed %llu)%s\n",
-              head, o->classes, (unsigned long long)o->seed,
-              w ? "; the checkpoint's head is not used (--new-head)" : "");
+    ft_sb_printf(&h->notes,
+                 "layer '%s': a fresh head of %d classes (initialised with seed %llu)%s\n", head,
+                 o->classes, (unsigned long long)o->seed,
+                 w ? "; the checkpoint's head is not used (--new-head)" : "");
     return FT_OK;
 }
 
@@ -1077,7 +1033,7 @@ int ft_hf_import(const ft_hf_opts *o, ft_hf_result *out, ft_err *err)
     if (!rc && !(out->skipped = skipped_summary(&h, &out->nskipped)))
         rc = ft_fail(err, FT_ERUNTIME, "out of memory");
     if (!rc) {
-        out->notes = sb_take(&h.notes);
+        out->notes = ft_sb_take(&h.notes);
         if (!out->notes)
             rc = ft_fail(err, FT_ERUNTIME, "out of memory");
         out->fresh_head = !a.lm && !a.head_in_file;

@@ -33,6 +33,8 @@
 #include "ftune/h5util.h"
 #include "ftune/json.h"
 
+#include "sbuf.h"
+
 #define KMAX_NAMES 100000        /* entries of layer_names / weight_names */
 #define KMAX_NAME_LEN 255        /* a Keras layer or weight name */
 #define KMAX_DIM (1 << 24)       /* one input dimension, units, filters */
@@ -54,59 +56,6 @@ void ft_keras_opts_default(ft_keras_opts *o)
     memset(o, 0, sizeof *o);
     o->flip = FT_KERAS_FLIP_AUTO;
     o->data_format = FT_KERAS_FORMAT_AUTO;
-}
-
-/* ---- a growing string ----------------------------------------------------- */
-
-typedef struct sbuf {
-    char *s;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        size_t room = b->cap - b->len;
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->s && (size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->oom = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
-/* Takes the string (never NULL unless out of memory). */
-static char *sb_take(sbuf *b)
-{
-    if (b->oom) {
-        free(b->s);
-        memset(b, 0, sizeof *b);
-        return NULL;
-    }
-    char *s = b->s ? b->s : strdup("");
-    memset(b, 0, sizeof *b);
-    return s;
 }
 
 /* A float as the shortest decimal that reads back as the same float, with
@@ -461,7 +410,7 @@ typedef struct klayer {
 typedef struct kctx {
     const char *path;
     ft_err *err;
-    sbuf notes;
+    ft_sbuf notes;
 } kctx;
 
 static int lfail(kctx *k, const klayer *l, const char *fmt, ...)
@@ -984,10 +933,10 @@ static int add_activation(kctx *k, plan *p, const klayer *l, int last, int own_l
                          "activation 'softmax' before the last layer is not supported (ftune "
                          "applies softmax only in its loss)");
         p->softmax_dropped = 1;
-        sb_printf(&k->notes,
-                  "layer '%s': the Keras softmax is left out: ftune's loss applies softmax to "
-                  "the last layer's outputs (predictions are unchanged)\n",
-                  l->name);
+        ft_sb_printf(&k->notes,
+                     "layer '%s': the Keras softmax is left out: ftune's loss applies softmax to "
+                     "the last layer's outputs (predictions are unchanged)\n",
+                     l->name);
         return FT_OK;
     }
     olayer *o = NULL;
@@ -1195,10 +1144,10 @@ static int make_plan(kctx *k, const kmodel *km, int keras1, plan *p)
                 b->pw = pw;
                 b->pc = pc;
                 snprintf(o->comment, sizeof o->comment, "inputs reordered: (H, W, C) -> (C, H, W)");
-                sb_printf(&k->notes,
-                          "layer '%s': inputs reordered from Keras' (H, W, C) flatten order to "
-                          "ftune's (C, H, W) = (%d, %d, %d), so predictions are unchanged\n",
-                          l->name, pc, ph, pw);
+                ft_sb_printf(&k->notes,
+                             "layer '%s': inputs reordered from Keras' (H, W, C) flatten order to "
+                             "ftune's (C, H, W) = (%d, %d, %d), so predictions are unchanged\n",
+                             l->name, pc, ph, pw);
             }
             pend = 0;
             F = l->units;
@@ -1239,7 +1188,7 @@ static int make_plan(kctx *k, const kmodel *km, int keras1, plan *p)
             break;
         case KL_FLATTEN:
             if (rank != 3) {
-                sb_printf(&k->notes, "layer '%s': Flatten of a flat input left out\n", l->name);
+                ft_sb_printf(&k->notes, "layer '%s': Flatten of a flat input left out\n", l->name);
                 break;
             }
             if (!(o = add_ol(k, p, l->name, "", "flatten")))
@@ -1319,23 +1268,23 @@ static const char *base_name(const char *path, char *buf, size_t len)
 }
 
 /* A string for a libconfig file ("..." with \ and " escaped). */
-static void sb_quoted(sbuf *b, const char *s)
+static void sb_quoted(ft_sbuf *b, const char *s)
 {
-    sb_printf(b, "\"");
+    ft_sb_printf(b, "\"");
     for (; *s; s++) {
         if (*s == '"' || *s == '\\')
-            sb_printf(b, "\\%c", *s);
+            ft_sb_printf(b, "\\%c", *s);
         else if ((unsigned char)*s < 0x20)
-            sb_printf(b, "?");
+            ft_sb_printf(b, "?");
         else
-            sb_printf(b, "%c", *s);
+            ft_sb_printf(b, "%c", *s);
     }
-    sb_printf(b, "\"");
+    ft_sb_printf(b, "\"");
 }
 
 /* text as comment lines "<indent># <first>..." wrapped at about 96 columns,
  * continuation lines starting "<indent># <cont>". */
-static void sb_comment(sbuf *b, const char *indent, const char *first, const char *cont,
+static void sb_comment(ft_sbuf *b, const char *indent, const char *first, const char *cont,
                        const char *text, size_t len)
 {
     const size_t width = 96;
@@ -1350,7 +1299,7 @@ static void sb_comment(sbuf *b, const char *indent, const char *first, const cha
             if (n == 0)
                 n = room;
         }
-        sb_printf(b, "%s# %s%.*s\n", indent, pre, (int)n, text);
+        ft_sb_printf(b, "%s# %s%.*s\n", indent, pre, (int)n, text);
         text += n;
         len -= n;
         while (len > 0 && *text == ' ') {
@@ -1367,7 +1316,7 @@ static void sb_comment(sbuf *b, const char *indent, const char *first, const cha
 static char *config_text(const kctx *k, const kfile *kf, const kmodel *km, const plan *p,
                          const ft_keras_opts *o, const char *notes, int with_extras)
 {
-    sbuf b = {0};
+    ft_sbuf b = {0};
     char buf[64], base[FT_PATH_MAX];
     base_name(k->path, base, sizeof base);
     /* suggestions: the head (last layer with weights) and the feature part */
@@ -1389,17 +1338,17 @@ static char *config_text(const kctx *k, const kfile *kf, const kmodel *km, const
 
     if (with_extras) {
         const char *slash = strrchr(k->path, '/');
-        sb_printf(&b, "# ftune config generated by `ftune import keras` from %s\n",
-                  slash ? slash + 1 : k->path);
-        sb_printf(&b, "# (Keras %s, %s backend, %s model '%s').\n",
-                  kf->keras_version ? kf->keras_version : "1.x",
-                  kf->backend ? kf->backend : "unknown", km->cls, km->name);
-        sb_printf(&b,
-                  "# Layers keep their Keras names; weights were converted from Keras' layouts\n"
-                  "# to ftune's (NCHW, PyTorch-style kernels), so predictions are unchanged.\n"
-                  "# Fill in the data paths, then: mpirun -np 2 ftune train THIS.cfg\n");
+        ft_sb_printf(&b, "# ftune config generated by `ftune import keras` from %s\n",
+                     slash ? slash + 1 : k->path);
+        ft_sb_printf(&b, "# (Keras %s, %s backend, %s model '%s').\n",
+                     kf->keras_version ? kf->keras_version : "1.x",
+                     kf->backend ? kf->backend : "unknown", km->cls, km->name);
+        ft_sb_printf(&b,
+                     "# Layers keep their Keras names; weights were converted from Keras' layouts\n"
+                     "# to ftune's (NCHW, PyTorch-style kernels), so predictions are unchanged.\n"
+                     "# Fill in the data paths, then: mpirun -np 2 ftune train THIS.cfg\n");
         if (notes && notes[0]) {
-            sb_printf(&b, "#\n# Notes from the import:\n");
+            ft_sb_printf(&b, "#\n# Notes from the import:\n");
             for (const char *s = notes; *s;) {
                 const char *e = strchr(s, '\n');
                 size_t len = e ? (size_t)(e - s) : strlen(s);
@@ -1407,87 +1356,89 @@ static char *config_text(const kctx *k, const kfile *kf, const kmodel *km, const
                 s += len + (e ? 1 : 0);
             }
         }
-        sb_printf(&b, "\n");
+        ft_sb_printf(&b, "\n");
     }
-    sb_printf(&b, "run = {\n  dir = \"runs/%s-finetune\";\n  seed = 42;\n};\n\n", base);
-    sb_printf(&b, "data = {\n");
+    ft_sb_printf(&b, "run = {\n  dir = \"runs/%s-finetune\";\n  seed = 42;\n};\n\n", base);
+    ft_sb_printf(&b, "data = {\n");
     if (with_extras)
-        sb_printf(&b, "  # ftune datasets (docs/formats.md), e.g. from `ftune data import-idx`.\n"
-                      "  train = \"data/train.h5\";  # set: your training set\n"
-                      "  eval = \"\";                # set: your evaluation set (\"\" = none)\n");
+        ft_sb_printf(&b,
+                     "  # ftune datasets (docs/formats.md), e.g. from `ftune data import-idx`.\n"
+                     "  train = \"data/train.h5\";  # set: your training set\n"
+                     "  eval = \"\";                # set: your evaluation set (\"\" = none)\n");
     else
-        sb_printf(&b, "  train = \"data/train.h5\";\n  eval = \"\";\n");
-    sb_printf(&b, "};\n\n");
+        ft_sb_printf(&b, "  train = \"data/train.h5\";\n  eval = \"\";\n");
+    ft_sb_printf(&b, "};\n\n");
 
-    sb_printf(&b, "model = {\n");
+    ft_sb_printf(&b, "model = {\n");
     if (with_extras) {
         sb_comment(&b, "  ", "", "", p->input_comment, strlen(p->input_comment));
         if (p->input.rank == 3)
-            sb_printf(&b,
-                      "  # ftune datasets hold images as [N, C, H, W] (import-idx writes [N, 1, "
-                      "28, 28]);\n"
-                      "  # with one channel that is the same memory as Keras' [N, H, W, 1]. A "
-                      "dataset\n"
-                      "  # stored as [N, H, W, C] with C > 1 needs preprocess.layout = "
-                      "\"nhwc\".\n");
+            ft_sb_printf(&b,
+                         "  # ftune datasets hold images as [N, C, H, W] (import-idx writes [N, 1, "
+                         "28, 28]);\n"
+                         "  # with one channel that is the same memory as Keras' [N, H, W, 1]. A "
+                         "dataset\n"
+                         "  # stored as [N, H, W, C] with C > 1 needs preprocess.layout = "
+                         "\"nhwc\".\n");
     }
     if (p->input.rank == 3)
-        sb_printf(&b, "  input = [%d, %d, %d];\n", p->input.d[0], p->input.d[1], p->input.d[2]);
+        ft_sb_printf(&b, "  input = [%d, %d, %d];\n", p->input.d[0], p->input.d[1], p->input.d[2]);
     else
-        sb_printf(&b, "  input = [%d];\n", p->input.d[0]);
+        ft_sb_printf(&b, "  input = [%d];\n", p->input.d[0]);
     if (o->input_scale > 0) {
         if (with_extras)
-            sb_printf(&b, "  # the Keras model expects inputs %s times ftune's dataset values\n",
-                      fmt_float(o->input_scale, buf, sizeof buf));
-        sb_printf(&b, "  preprocess = { scale = %s; };\n",
-                  fmt_float(o->input_scale, buf, sizeof buf));
+            ft_sb_printf(&b, "  # the Keras model expects inputs %s times ftune's dataset values\n",
+                         fmt_float(o->input_scale, buf, sizeof buf));
+        ft_sb_printf(&b, "  preprocess = { scale = %s; };\n",
+                     fmt_float(o->input_scale, buf, sizeof buf));
     } else if (with_extras) {
-        sb_printf(&b, "  # preprocess = { scale = 255.0; };  # if the Keras model was trained on "
-                      "raw 0..255 pixels\n");
+        ft_sb_printf(&b,
+                     "  # preprocess = { scale = 255.0; };  # if the Keras model was trained on "
+                     "raw 0..255 pixels\n");
     }
-    sb_printf(&b, "  layers = (\n");
+    ft_sb_printf(&b, "  layers = (\n");
     for (int i = 0; i < p->nol; i++) {
         const olayer *ol = &p->ol[i];
-        sb_printf(&b, "    { name = ");
+        ft_sb_printf(&b, "    { name = ");
         sb_quoted(&b, ol->name);
-        sb_printf(&b, "; type = \"%s\";%s%s }%s", ol->type, ol->keys[0] ? " " : "", ol->keys,
-                  i + 1 < p->nol ? "," : "");
+        ft_sb_printf(&b, "; type = \"%s\";%s%s }%s", ol->type, ol->keys[0] ? " " : "", ol->keys,
+                     i + 1 < p->nol ? "," : "");
         if (with_extras && ol->comment[0])
-            sb_printf(&b, "  # %s", ol->comment);
+            ft_sb_printf(&b, "  # %s", ol->comment);
         if (with_extras && i == p->nol - 1 && p->softmax_dropped)
-            sb_printf(&b, "  # softmax left out (the loss applies it)");
-        sb_printf(&b, "\n");
+            ft_sb_printf(&b, "  # softmax left out (the loss applies it)");
+        ft_sb_printf(&b, "\n");
     }
-    sb_printf(&b, "  );\n};\n");
+    ft_sb_printf(&b, "  );\n};\n");
 
     if (with_extras) {
-        sb_printf(&b, "\n# Start from the imported weights (a relative path is resolved against "
-                      "the\n# directory ftune runs in).\n");
+        ft_sb_printf(&b, "\n# Start from the imported weights (a relative path is resolved against "
+                         "the\n# directory ftune runs in).\n");
         if (o->model_path) {
-            sb_printf(&b, "pretrained = {\n  file = ");
+            ft_sb_printf(&b, "pretrained = {\n  file = ");
             sb_quoted(&b, o->model_path);
-            sb_printf(&b, ";\n");
+            ft_sb_printf(&b, ";\n");
         } else {
-            sb_printf(&b, "pretrained = {\n  file = \"MODEL.h5\";  # set: the imported model\n");
+            ft_sb_printf(&b, "pretrained = {\n  file = \"MODEL.h5\";  # set: the imported model\n");
         }
-        sb_printf(&b,
-                  "  # A new head (e.g. for a different number of classes: change its units "
-                  "too):\n  # reinit = [\"%s\"];\n};\n",
-                  p->ol[head].name);
+        ft_sb_printf(&b,
+                     "  # A new head (e.g. for a different number of classes: change its units "
+                     "too):\n  # reinit = [\"%s\"];\n};\n",
+                     p->ol[head].name);
         if (upto >= 0)
-            sb_printf(&b,
-                      "\n# Keep the pre-trained features, train only the layers after them:\n"
-                      "# freeze = { upto = \"%s\"; };\n",
-                      p->ol[upto].name);
-        sb_printf(&b, "\n# Fine-tuning defaults: a small learning rate with warm-up and cosine "
-                      "decay.\n");
+            ft_sb_printf(&b,
+                         "\n# Keep the pre-trained features, train only the layers after them:\n"
+                         "# freeze = { upto = \"%s\"; };\n",
+                         p->ol[upto].name);
+        ft_sb_printf(&b, "\n# Fine-tuning defaults: a small learning rate with warm-up and cosine "
+                         "decay.\n");
     }
-    sb_printf(&b, "train = {\n  epochs = 3;\n  batch_size = 64;\n"
-                  "  optimizer = { type = \"adamw\"; lr = 0.0003; weight_decay = 0.01; };\n"
-                  "  schedule = { type = \"cosine\"; warmup_steps = 50; };\n};\n");
-    sb_printf(&b, "checkpoint = { every = 500; keep_last = 2; };\n");
-    sb_printf(&b, "log = { every = 50; };\n");
-    return sb_take(&b);
+    ft_sb_printf(&b, "train = {\n  epochs = 3;\n  batch_size = 64;\n"
+                     "  optimizer = { type = \"adamw\"; lr = 0.0003; weight_decay = 0.01; };\n"
+                     "  schedule = { type = \"cosine\"; warmup_steps = 50; };\n};\n");
+    ft_sb_printf(&b, "checkpoint = { every = 500; keep_last = 2; };\n");
+    ft_sb_printf(&b, "log = { every = 50; };\n");
+    return ft_sb_take(&b);
 }
 
 /* ---- reading and converting weights ------------------------------------------ */
@@ -1884,8 +1835,8 @@ static int binds_from_model(kctx *k, const kfile *kf, const ft_model *m, const f
         const char *lname = m->layers[b[j].layer].name;
         snprintf(b[j].kname, sizeof b[j].kname, "%s", by_name ? lname : kl[j]);
         if (!by_name)
-            sb_printf(&k->notes, "ftune layer '%s' <- Keras layer '%s' (matched by order)\n", lname,
-                      kl[j]);
+            ft_sb_printf(&k->notes, "ftune layer '%s' <- Keras layer '%s' (matched by order)\n",
+                         lname, kl[j]);
     }
     free(kl);
     if (rc) {
@@ -1931,10 +1882,10 @@ static int binds_from_model(kctx *k, const kfile *kf, const ft_model *m, const f
         b[j].th = lay == 1;
         any_th |= b[j].th;
         if (amb)
-            sb_printf(&k->notes,
-                      "layer '%s': kernel shape fits both Keras 1 layouts; read as 'th' "
-                      "(filters, channels, height, width)\n",
-                      b[j].kname);
+            ft_sb_printf(&k->notes,
+                         "layer '%s': kernel shape fits both Keras 1 layouts; read as 'th' "
+                         "(filters, channels, height, width)\n",
+                         b[j].kname);
     }
     int cf = o->data_format == FT_KERAS_CHANNELS_FIRST  ? 1
              : o->data_format == FT_KERAS_CHANNELS_LAST ? 0
@@ -1949,13 +1900,13 @@ static int binds_from_model(kctx *k, const kfile *kf, const ft_model *m, const f
     }
     for (int j = 0; j < nb; j++)
         if (b[j].perm)
-            sb_printf(&k->notes,
-                      "layer '%s': inputs reordered from Keras' (H, W, C) flatten order to "
-                      "ftune's (C, H, W)%s\n",
-                      m->layers[b[j].layer].name,
-                      o->data_format ? ""
-                                     : " (the file is read as channels_last; "
-                                       "--data-format channels_first if it was not)");
+            ft_sb_printf(&k->notes,
+                         "layer '%s': inputs reordered from Keras' (H, W, C) flatten order to "
+                         "ftune's (C, H, W)%s\n",
+                         m->layers[b[j].layer].name,
+                         o->data_format ? ""
+                                        : " (the file is read as channels_last; "
+                                          "--data-format channels_first if it was not)");
     *out = b;
     *nout = nb;
     return FT_OK;
@@ -2017,12 +1968,12 @@ static int decide_flip(kctx *k, const kfile *kf, const ft_keras_opts *o, kbind *
         if (b[i].kind == B_CONV)
             b[i].flip = flip;
     if (flip)
-        sb_printf(&k->notes,
-                  "convolution kernels flipped (%s): Theano convolves, ftune correlates%s\n",
-                  o->flip != FT_KERAS_FLIP_AUTO ? "--flip-kernels"
-                  : kf->backend                 ? "the file's backend is theano"
-                                                : "Keras 1 'th' kernels, so the Theano backend",
-                  o->flip != FT_KERAS_FLIP_AUTO ? "" : " (--no-flip-kernels to keep them)");
+        ft_sb_printf(&k->notes,
+                     "convolution kernels flipped (%s): Theano convolves, ftune correlates%s\n",
+                     o->flip != FT_KERAS_FLIP_AUTO ? "--flip-kernels"
+                     : kf->backend                 ? "the file's backend is theano"
+                                                   : "Keras 1 'th' kernels, so the Theano backend",
+                     o->flip != FT_KERAS_FLIP_AUTO ? "" : " (--no-flip-kernels to keep them)");
     return FT_OK;
 }
 
@@ -2141,14 +2092,14 @@ int ft_keras_import(const char *path, const ft_keras_opts *opts, ft_keras_result
                 used = !strcmp(binds[j].kname, kf.layers[i]);
             size_t nw = 0;
             if (!used && layer_weight_count(&kf, kf.layers[i], &nw, err) == FT_OK && nw > 0)
-                sb_printf(&k.notes,
-                          "Keras layer '%s' has weights but is not in model_config "
-                          "(ignored)\n",
-                          kf.layers[i]);
+                ft_sb_printf(&k.notes,
+                             "Keras layer '%s' has weights but is not in model_config "
+                             "(ignored)\n",
+                             kf.layers[i]);
         }
 done:
     if (!rc) {
-        out->notes = sb_take(&k.notes);
+        out->notes = ft_sb_take(&k.notes);
         if (!out->notes)
             rc = ft_fail(err, FT_ERUNTIME, "out of memory");
     } else {
