@@ -64,7 +64,7 @@ static int usage_error(const char *sub, const char *fmt, const char *arg)
     return 2;
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out)
+int ft_parse_long(const char *s, long lo, long hi, long *out)
 {
     char *end;
     errno = 0;
@@ -202,7 +202,7 @@ static int run_import(int is_idx, int argc, char **argv)
     }
     if (labcol) {
         long k;
-        if (!parse_int(labcol, -1, INT_MAX, &k))
+        if (!ft_parse_long(labcol, -1, INT_MAX, &k))
             return usage_error(sub, "--label-column '%s': expected -1 (last) or a column >= 0",
                                labcol);
         o.label_column = (int)k;

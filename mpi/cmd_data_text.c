@@ -70,17 +70,6 @@ static int usage_error(const char *sub, const char *fmt, const char *arg)
     return 2;
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return 0;
-    *out = v;
-    return 1;
-}
-
 static int load_tokenizer(const char *sub, const char *vocab, const char *merges, int cased,
                           ft_tokenizer **tok)
 {
@@ -141,19 +130,19 @@ int cmd_data_import_text(int argc, char **argv)
         } else if (ft_opt_value(argc, argv, &i, "--classes", &v, &missing)) {
             classes = v;
         } else if (ft_opt_value(argc, argv, &i, "--max-len", &v, &missing)) {
-            if (v && !parse_int(v, 1, 1 << 20, &maxlen))
+            if (v && !ft_parse_long(v, 1, 1 << 20, &maxlen))
                 return usage_error(sub, "--max-len '%s': expected an integer from 1 to 1048576", v);
         } else if (ft_opt_value(argc, argv, &i, "--target-max-len", &v, &missing)) {
-            if (v && !parse_int(v, 1, 1 << 20, &tmaxlen))
+            if (v && !ft_parse_long(v, 1, 1 << 20, &tmaxlen))
                 return usage_error(sub,
                                    "--target-max-len '%s': expected an integer from 1 to "
                                    "1048576",
                                    v);
         } else if (ft_opt_value(argc, argv, &i, "--pad-id", &v, &missing)) {
-            if (v && !parse_int(v, 0, INT_MAX, &pad))
+            if (v && !ft_parse_long(v, 0, INT_MAX, &pad))
                 return usage_error(sub, "--pad-id '%s': expected an integer >= 0", v);
         } else if (ft_opt_value(argc, argv, &i, "--vocab-limit", &v, &missing)) {
-            if (v && !parse_int(v, 1, INT_MAX - 1, &vlimit))
+            if (v && !ft_parse_long(v, 1, INT_MAX - 1, &vlimit))
                 return usage_error(sub, "--vocab-limit '%s': expected an integer >= 1", v);
         } else if (ft_opt_value(argc, argv, &i, "--vocab-map", &v, &missing)) {
             o.vocab_map = v;
@@ -332,7 +321,7 @@ int cmd_data_tokenize(int argc, char **argv)
         int32_t *ids = calloc((size_t)(argc - first) + 1, sizeof *ids);
         for (int i = first; ids && i < argc; i++) {
             long x;
-            if (!parse_int(argv[i], 0, INT_MAX, &x)) {
+            if (!ft_parse_long(argv[i], 0, INT_MAX, &x)) {
                 free(ids);
                 ft_tokenizer_free(tok);
                 ft_vocab_map_free(&map);

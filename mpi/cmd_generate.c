@@ -75,17 +75,6 @@ static int usage_error(const char *fmt, const char *arg)
     return 2;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return 0;
-    *out = v;
-    return 1;
-}
-
 static int parse_float(const char *s, float *out)
 {
     char *end;
@@ -302,15 +291,15 @@ int cmd_generate(int argc, char **argv)
         } else if (ft_opt_value(argc, argv, &i, "--json", &v, &missing)) {
             a.json = v;
         } else if (ft_opt_value(argc, argv, &i, "--limit", &v, &missing)) {
-            if (!missing && !parse_long(v, 1, LONG_MAX, &x))
+            if (!missing && !ft_parse_long(v, 1, LONG_MAX, &x))
                 return usage_error("--limit '%s': expected an integer >= 1", v);
             a.limit = x;
         } else if (ft_opt_value(argc, argv, &i, "--batch", &v, &missing)) {
-            if (!missing && !parse_long(v, 1, 4096, &x))
+            if (!missing && !ft_parse_long(v, 1, 4096, &x))
                 return usage_error("--batch '%s': expected an integer from 1 to 4096", v);
             a.batch = (int)x;
         } else if (ft_opt_value(argc, argv, &i, "--show", &v, &missing)) {
-            if (!missing && !parse_long(v, 0, INT_MAX, &x))
+            if (!missing && !ft_parse_long(v, 0, INT_MAX, &x))
                 return usage_error("--show '%s': expected an integer >= 0", v);
             a.show = (int)x;
         } else if (ft_opt_value(argc, argv, &i, "--vocab", &v, &missing)) {
@@ -322,11 +311,11 @@ int cmd_generate(int argc, char **argv)
         } else if (ft_opt_value(argc, argv, &i, "--config", &v, &missing)) {
             a.config = v;
         } else if (ft_opt_value(argc, argv, &i, "--max-new", &v, &missing)) {
-            if (!missing && !parse_long(v, 0, 1L << 24, &x))
+            if (!missing && !ft_parse_long(v, 0, 1L << 24, &x))
                 return usage_error("--max-new '%s': expected an integer from 0 to 2^24", v);
             a.o.max_new = (int)x;
         } else if (ft_opt_value(argc, argv, &i, "--top-k", &v, &missing)) {
-            if (!missing && !parse_long(v, 0, INT_MAX, &x))
+            if (!missing && !ft_parse_long(v, 0, INT_MAX, &x))
                 return usage_error("--top-k '%s': expected an integer >= 0 (0: all tokens)", v);
             a.o.top_k = (int)x;
             sampling = 1;
@@ -347,7 +336,7 @@ int cmd_generate(int argc, char **argv)
                 return usage_error("--seed '%s': expected an integer >= 0", v);
             a.o.seed = (uint64_t)s;
         } else if (ft_opt_value(argc, argv, &i, "--stop-id", &v, &missing)) {
-            if (!missing && !parse_long(v, 0, INT_MAX, &x))
+            if (!missing && !ft_parse_long(v, 0, INT_MAX, &x))
                 return usage_error("--stop-id '%s': expected a token id >= 0", v);
             a.stop_id = x;
         } else if (arg[0] == '-' && arg[1] != '\0') {

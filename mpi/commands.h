@@ -23,5 +23,7 @@ int cmd_import_hf(int argc, char **argv);
 /* Matches "--name VALUE" and "--name=VALUE" at argv[*i] (mpi/cmd_data.c);
  * advances *i past the value, sets *missing when the value is absent. */
 int ft_opt_value(int argc, char **argv, int *i, const char *name, const char **value, int *missing);
+/* A whole decimal integer in [lo, hi] (mpi/cmd_data.c); 0 when s is anything else. */
+int ft_parse_long(const char *s, long lo, long hi, long *out);
 
 #endif
