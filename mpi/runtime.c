@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ftune/parallel.h"
+
 int ft_mpi_init(ft_mpi *w, int *argc, char ***argv)
 {
     int inited = 0;
@@ -120,6 +122,7 @@ int ft_mpi_set_blas_threads(ft_mpi *w, int requested)
             threads = 1;
     }
     openblas_set_num_threads(threads);
+    ft_set_threads(threads); /* the elementwise loops around the BLAS calls (parallel.h) */
     w->blas_threads = threads;
     return threads;
 }

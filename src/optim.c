@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ftune/parallel.h"
+
 int ft_optim_state_per_param(int type)
 {
     switch (type) {
@@ -102,23 +104,46 @@ static void sgd_update(const ft_optim_cfg *c, float *p, const float *g, float *b
     }
 }
 
-static void adamw_update(const ft_optim_cfg *c, float *p, const float *g, float *mom, float *var,
-                         size_t n, float lr, long t)
+typedef struct adamw_job {
+    float *p, *mom, *var;
+    const float *g;
+    float b1, b2, eps, decay, step_size, bc2_sqrt;
+} adamw_job;
+
+static void adamw_range(size_t lo, size_t hi, void *ctx)
 {
-    const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
-    const float decay = 1.0f - lr * c->weight_decay;
-    /* Bias corrections in double: 1 - beta^t loses digits in float for large t. */
-    const double bc1 = 1.0 - pow((double)b1, (double)t);
-    const double bc2 = 1.0 - pow((double)b2, (double)t);
-    const float step_size = (float)((double)lr / bc1);
-    const float bc2_sqrt = (float)sqrt(bc2);
-    for (size_t i = 0; i < n; i++) {
+    const adamw_job *j = ctx;
+    float *p = j->p, *mom = j->mom, *var = j->var;
+    const float *g = j->g;
+    const float b1 = j->b1, b2 = j->b2, eps = j->eps, decay = j->decay;
+    const float step_size = j->step_size, bc2_sqrt = j->bc2_sqrt;
+    for (size_t i = lo; i < hi; i++) {
         p[i] *= decay;
         mom[i] = b1 * mom[i] + (1.0f - b1) * g[i];
         var[i] = b2 * var[i] + (1.0f - b2) * g[i] * g[i];
         float denom = sqrtf(var[i]) / bc2_sqrt + eps;
         p[i] -= step_size * mom[i] / denom;
     }
+}
+
+static void adamw_update(const ft_optim_cfg *c, float *p, const float *g, float *mom, float *var,
+                         size_t n, float lr, long t)
+{
+    /* Bias corrections in double: 1 - beta^t loses digits in float for large t. */
+    const double bc1 = 1.0 - pow((double)c->beta1, (double)t);
+    const double bc2 = 1.0 - pow((double)c->beta2, (double)t);
+    adamw_job j = {p,
+                   mom,
+                   var,
+                   g,
+                   c->beta1,
+                   c->beta2,
+                   c->eps,
+                   1.0f - lr * c->weight_decay,
+                   (float)((double)lr / bc1),
+                   (float)sqrt(bc2)};
+    /* elementwise: the same numbers on any number of threads */
+    ft_parallel_range(n, 1 << 16, adamw_range, &j);
 }
 
 void ft_optim_step(ft_optim *o, ft_model *m, float lr)

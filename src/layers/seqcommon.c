@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "ftune/parallel.h"
+
 int ft_seq_length(const ft_ctx *c, int i, int T)
 {
     if (!c->lengths)
@@ -150,7 +152,7 @@ static inline void seq_gelu_tanh_parts(float v, float *one_plus_t, float *one_mi
     *one_minus_t2 = q * (2.0f - q);
 }
 
-void ft_seq_gelu_fwd(size_t n, int tanh_approx, const float *x, float *y)
+static void gelu_fwd_serial(size_t n, int tanh_approx, const float *x, float *y)
 {
     if (tanh_approx) {
         for (size_t i = 0; i < n; i++) {
@@ -164,7 +166,7 @@ void ft_seq_gelu_fwd(size_t n, int tanh_approx, const float *x, float *y)
     }
 }
 
-void ft_seq_gelu_bwd(size_t n, int tanh_approx, const float *x, const float *dy, float *dx)
+static void gelu_bwd_serial(size_t n, int tanh_approx, const float *x, const float *dy, float *dx)
 {
     if (tanh_approx) {
         for (size_t i = 0; i < n; i++) {
@@ -181,6 +183,37 @@ void ft_seq_gelu_bwd(size_t n, int tanh_approx, const float *x, const float *dy,
             dx[i] = dy[i] * (cdf + v * pdf);
         }
     }
+}
+
+typedef struct gelu_job {
+    int tanh_approx;
+    const float *x, *dy;
+    float *out;
+} gelu_job;
+
+static void gelu_fwd_range(size_t lo, size_t hi, void *ctx)
+{
+    const gelu_job *j = ctx;
+    gelu_fwd_serial(hi - lo, j->tanh_approx, j->x + lo, j->out + lo);
+}
+
+static void gelu_bwd_range(size_t lo, size_t hi, void *ctx)
+{
+    const gelu_job *j = ctx;
+    gelu_bwd_serial(hi - lo, j->tanh_approx, j->x + lo, j->dy + lo, j->out + lo);
+}
+
+/* Elementwise, so split over the compute threads with the same numbers (parallel.h). */
+void ft_seq_gelu_fwd(size_t n, int tanh_approx, const float *x, float *y)
+{
+    gelu_job j = {tanh_approx, x, NULL, y};
+    ft_parallel_range(n, 1 << 15, gelu_fwd_range, &j);
+}
+
+void ft_seq_gelu_bwd(size_t n, int tanh_approx, const float *x, const float *dy, float *dx)
+{
+    gelu_job j = {tanh_approx, x, dy, dx};
+    ft_parallel_range(n, 1 << 15, gelu_bwd_range, &j);
 }
 
 void ft_seq_drop_rng(const ft_layer *l, const ft_ctx *c, int i, uint64_t site, ft_rng *r)
