@@ -7,6 +7,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "ftune/lmloss.h"
 #include "ftune/loss.h"
 #include "ftune/metrics.h"
+#include "ftune/parallel.h"
 #include "ftune/preprocess.h"
 #include "ftune/pretrained.h"
 #include "ftune/textmetrics.h"
@@ -653,13 +655,27 @@ static int setup(trainer *t, const ft_train_opts *opts, ft_err *err)
 }
 
 /* 1 when no element is Inf or NaN (exponent bits all ones). */
+typedef struct finite_job {
+    const uint32_t *u;
+    atomic_int bad;
+} finite_job;
+
+static void finite_range(size_t lo, size_t hi, void *ctx)
+{
+    finite_job *j = ctx;
+    uint32_t bad = 0;
+    for (size_t i = lo; i < hi; i++)
+        bad |= (j->u[i] & 0x7f800000u) == 0x7f800000u;
+    if (bad)
+        atomic_store(&j->bad, 1);
+}
+
+/* Every gradient finite (no Inf/NaN exponent)? Scanned on the compute threads. */
 static int all_finite(const float *g, size_t n)
 {
-    const uint32_t *u = (const uint32_t *)(const void *)g;
-    uint32_t bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad |= (u[i] & 0x7f800000u) == 0x7f800000u;
-    return !bad;
+    finite_job j = {(const uint32_t *)(const void *)g, 0};
+    ft_parallel_range(n, 1 << 18, finite_range, &j);
+    return !atomic_load(&j.bad);
 }
 
 /* This rank's rows of the global batch at position pos of the epoch order. */
