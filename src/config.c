@@ -1597,6 +1597,9 @@ static int finish(loader *L, ft_config *c, const char *const *sets, int nsets)
             fail_at(L, get(&train, "task"),
                     "train.loss.label_smoothing and class_weights apply to classification, not "
                     "to train.task = \"lm\"");
+        if (!L->rc && c->k_shot > 0) /* "K rows per class" of unlabelled text means nothing */
+            fail_at(L, get(&data, "k_shot"),
+                    "data.k_shot draws rows per class; train.task = \"lm\" has no classes");
     }
     if (!L->rc && c->eval_every > 0 && !c->eval_path[0])
         fail_at(L, get(&eval, "every"), "eval.every is set but data.eval is not");

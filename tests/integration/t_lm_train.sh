@@ -112,5 +112,7 @@ expect_fail bad3 2 "lm.h5: sample" "has a token id outside [0, 12)"
 cfg bad4.cfg bad4
 ft bad4 1 train bad4.cfg --set 'eval.best_metric="accuracy"'
 expect_fail bad4 2 'eval.best_metric = "accuracy" needs classes'
+ft bad5 1 train bad4.cfg --set data.k_shot=2
+expect_fail bad5 2 'data.k_shot draws rows per class; train.task = "lm" has no classes'
 
 ft_done
