@@ -8,6 +8,7 @@
  * config that `ftune export` stored in FILE's metadata (ftune_config) is
  * used. Keras files go to cmd_import_keras (mpi/cmd_import_keras.c), Hugging Face
  * checkpoints to cmd_import_hf (mpi/cmd_import_hf.c). */
+#include <errno.h>
 #include <libconfig.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,27 @@
 #include "ftune/safetensors.h"
 
 #include "commands.h"
+
+/* Writes text to path through a temporary file, fsync and a rename, so a failed or
+ * interrupted write never leaves a half-written file under the final name. */
+int ft_write_text_file(const char *path, const char *text, ft_err *err)
+{
+    char tmp[FT_PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return ft_fail(err, FT_EINPUT, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+    int bad = fputs(text, f) == EOF;
+    bad |= fflush(f) != 0;
+    bad |= fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return ft_fail(err, FT_ERUNTIME, "%s: cannot write: %s", path, strerror(e));
+    }
+    return FT_OK;
+}
 
 #define MAX_SETS 64
 

@@ -44,26 +44,6 @@ static void keras_usage(FILE *f)
     fputs(".\nSee docs/import-export.md (Keras).\n", f);
 }
 
-/* Writes text to path through a temporary file and a rename. */
-static int write_text(const char *path, const char *text, ft_err *err)
-{
-    char tmp[FT_PATH_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return ft_fail(err, FT_EINPUT, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-    int bad = fputs(text, f) == EOF;
-    bad |= fflush(f) != 0;
-    bad |= fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return ft_fail(err, FT_ERUNTIME, "%s: cannot write: %s", path, strerror(e));
-    }
-    return FT_OK;
-}
-
 static int fail_usage(const char *msg, const char *arg)
 {
     fprintf(stderr, "ftune import keras: %s%s%s\n", msg, arg ? " " : "", arg ? arg : "");
@@ -131,7 +111,7 @@ int cmd_import_keras(int argc, char **argv)
     if (!rc)
         rc = ft_save(out, &r.model, r.cfg.text, NULL, NULL, &err);
     if (!rc && cfg_out && r.config_text)
-        rc = write_text(cfg_out, r.config_text, &err);
+        rc = ft_write_text_file(cfg_out, r.config_text, &err);
     if (rc) {
         fprintf(stderr, "ftune import keras: %s\n", err.msg);
         ft_keras_result_free(&r);

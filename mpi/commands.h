@@ -4,6 +4,8 @@
 #ifndef FTUNE_COMMANDS_H
 #define FTUNE_COMMANDS_H
 
+#include "ftune/err.h"
+
 int cmd_train(int argc, char **argv);            /* mpi/cmd_train.c */
 int cmd_eval(int argc, char **argv);             /* mpi/cmd_eval.c */
 int cmd_inspect(int argc, char **argv);          /* mpi/cmd_inspect.c (single process) */
@@ -23,6 +25,8 @@ int cmd_import_hf(int argc, char **argv);
 /* Matches "--name VALUE" and "--name=VALUE" at argv[*i] (mpi/cmd_data.c);
  * advances *i past the value, sets *missing when the value is absent. */
 int ft_opt_value(int argc, char **argv, int *i, const char *name, const char **value, int *missing);
+/* Writes text to path atomically (temporary file, fsync, rename; mpi/cmd_import.c). */
+int ft_write_text_file(const char *path, const char *text, ft_err *err);
 /* A whole decimal integer in [lo, hi] (mpi/cmd_data.c); 0 when s is anything else. */
 int ft_parse_long(const char *s, long lo, long hi, long *out);
 

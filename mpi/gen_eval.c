@@ -14,6 +14,8 @@
 #include "ftune/h5util.h"
 #include "ftune/json.h"
 
+#include "commands.h"
+
 /* Reads float [N, T2] "targets" and int32 [N] "target_lengths" of path (N rows). */
 static int read_targets(const char *path, uint64_t n, float **tgt, int *T2, int **tlen, ft_err *err)
 {
@@ -179,20 +181,16 @@ int ft_gen_eval(ft_model *m, const ft_gen_eval_args *a, const ft_tokenizer *tok,
            res.rouge1.f, res.rouge2.f, res.rougel.f, res.exact_match);
     fflush(stdout);
     if (a->json) {
-        FILE *f = fopen(a->json, "w");
-        if (!f) {
-            rc = ft_fail(err, FT_EINPUT, "--json %s: cannot write", a->json);
-            goto out;
-        }
-        fprintf(f,
-                "{\"rows\":%llu,\"bleu\":%.17g,\"precisions\":[%.17g,%.17g,%.17g,%.17g],"
-                "\"brevity_penalty\":%.17g,\"rouge1\":%.17g,"
-                "\"rouge2\":%.17g,\"rougeL\":%.17g,\"exact_match\":%.17g}\n",
-                (unsigned long long)res.rows, res.bleu.bleu, res.bleu.precision[0],
-                res.bleu.precision[1], res.bleu.precision[2], res.bleu.precision[3], res.bleu.bp,
-                res.rouge1.f, res.rouge2.f, res.rougel.f, res.exact_match);
-        if (fclose(f) != 0)
-            rc = ft_fail(err, FT_ERUNTIME, "--json %s: write failed", a->json);
+        char js[512];
+        snprintf(js, sizeof js,
+                 "{\"rows\":%llu,\"bleu\":%.17g,\"precisions\":[%.17g,%.17g,%.17g,%.17g],"
+                 "\"brevity_penalty\":%.17g,\"rouge1\":%.17g,\"rouge2\":%.17g,\"rougeL\":%.17g,"
+                 "\"exact_match\":%.17g}\n",
+                 (unsigned long long)res.rows, res.bleu.bleu, res.bleu.precision[0],
+                 res.bleu.precision[1], res.bleu.precision[2], res.bleu.precision[3], res.bleu.bp,
+                 res.rouge1.f, res.rouge2.f, res.rougel.f, res.exact_match);
+        if (ft_write_text_file(a->json, js, err))
+            rc = ft_err_prefix(err, "--json");
     }
 out:
     ft_gen_score_free(&sc);
