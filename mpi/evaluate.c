@@ -19,6 +19,23 @@ int ft_check_data_fits(const ft_dataset *d, const ft_model *m, ft_err *err)
     return FT_OK;
 }
 
+/* Reads rows first..first+n-1 of d and runs the model over them without keeping anything for
+ * backward; returns the logits, or NULL when the read failed (err set). *has_len: whether the
+ * dataset gave the rows' lengths (in lens). */
+static const float *forward_rows(ft_model *m, ft_dataset *d, uint64_t first, int n, uint64_t *idx,
+                                 float *x, int *y, int *lens, int *has_len, ft_err *err)
+{
+    for (int i = 0; i < n; i++)
+        idx[i] = first + (uint64_t)i;
+    if (ft_dataset_read_len(d, idx, n, x, y, lens, has_len, err))
+        return NULL;
+    ft_ctx c = {0};
+    c.n = n;
+    c.sample_ids = idx;
+    c.lengths = *has_len ? lens : NULL;
+    return ft_model_forward(m, &c, x);
+}
+
 int ft_evaluate(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *out, ft_err *err)
 {
     return ft_evaluate_logits(w, m, d, out, NULL, err);
@@ -43,16 +60,10 @@ int ft_evaluate_logits(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_metrics *
 
     for (uint64_t pos = 0; !err->code && x && probs && losses && y && lens && idx && pos < len;) {
         int n = (int)(len - pos < (uint64_t)rows ? len - pos : (uint64_t)rows);
-        for (int i = 0; i < n; i++)
-            idx[i] = begin + pos + (uint64_t)i;
         int has_len;
-        if (ft_dataset_read_len(d, idx, n, x, y, lens, &has_len, err))
+        const float *logits = forward_rows(m, d, begin + pos, n, idx, x, y, lens, &has_len, err);
+        if (!logits)
             break;
-        ft_ctx c = {0};
-        c.n = n;
-        c.sample_ids = idx;
-        c.lengths = has_len ? lens : NULL;
-        const float *logits = ft_model_forward(m, &c, x);
         double wsum;
         ft_xent_forward(&xent, logits, y, n, probs, &wsum, losses);
         ft_metrics_add(out, logits, y, losses, n);
@@ -106,20 +117,14 @@ int ft_evaluate_lm(const ft_mpi *w, ft_model *m, ft_dataset *d, ft_lm_stats *out
     uint64_t *idx = ft_calloc((size_t)rows, sizeof *idx, err);
     for (uint64_t pos = 0; !err->code && x && y && lens && plens && idx && pos < len;) {
         int n = (int)(len - pos < (uint64_t)rows ? len - pos : (uint64_t)rows);
-        for (int i = 0; i < n; i++)
-            idx[i] = begin + pos + (uint64_t)i;
         int has_len;
-        if (ft_dataset_read_len(d, idx, n, x, y, lens, &has_len, err))
+        const float *logits = forward_rows(m, d, begin + pos, n, idx, x, y, lens, &has_len, err);
+        if (!logits)
             break;
-        ft_ctx c = {0};
-        c.n = n;
-        c.sample_ids = idx;
-        c.lengths = has_len ? lens : NULL;
-        const float *logits = ft_model_forward(m, &c, x);
         /* source -> target rows: the same target positions as training */
         int has_prompt = ft_dataset_prompts(d, idx, n, plens);
-        long bad = ft_lm_loss_prompt(logits, x, c.lengths, has_prompt ? plens : NULL, n, T, V, 0.0f,
-                                     NULL, out);
+        long bad = ft_lm_loss_prompt(logits, x, has_len ? lens : NULL, has_prompt ? plens : NULL, n,
+                                     T, V, 0.0f, NULL, out);
         if (bad >= 0)
             ft_fail(err, FT_EINPUT,
                     "%s: sample %llu has a token id outside [0, %d), the vocabulary of the LM "

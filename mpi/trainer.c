@@ -292,63 +292,49 @@ static char *lm_json(const ft_lm_stats *e)
     return buf;
 }
 
-/* Causal LM evaluation: mean token NLL (the selection metric), perplexity, token accuracy. */
-static int evaluate_lm(trainer *t, const char *when, ft_err *err)
-{
-    if (ft_evaluate_lm(t->w, &t->model, &t->eval, &t->lm_eval, err))
-        return err->code;
-    const ft_lm_stats *e = &t->lm_eval;
-    double v = e->tokens > 0 ? e->nll / e->tokens : NAN;
-    t->st.last_metric = v;
-    int better = isnan(t->st.best_metric) || v < t->st.best_metric;
-    char *json = is_root(t) ? lm_json(e) : NULL;
-    if (is_root(t)) {
-        ft_progress_print(&t->progress,
-                          "eval %-8s step %6ld  loss %.4f  perplexity %.3f  token-accuracy %.4f "
-                          "(%.0f tokens)%s\n",
-                          when, t->st.step, v, ft_perplexity(e->nll, (uint64_t)e->tokens),
-                          e->tokens > 0 ? e->correct / e->tokens : 0.0, e->tokens,
-                          better && t->st.step > 0 ? "  (best)" : "");
-        log_json(t,
-                 "{\"type\":\"eval\",\"when\":\"%s\",\"step\":%ld,\"epoch\":%ld,\"metrics\":%s}\n",
-                 when, t->st.step, t->st.epoch, json ? json : "{}");
-    }
-    int rc = FT_OK;
-    if (better && t->st.step > 0) {
-        t->st.best_metric = v;
-        t->st.best_step = t->st.step;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/best.h5", t->cfg->run_dir);
-        rc = save_file(t, path, 0, json, err);
-    }
-    free(json);
-    return rc;
-}
-
+/* Evaluates on data.eval (every rank; rank 0 prints and logs) and keeps best.h5. The
+ * selection metric: eval.best_metric for a classifier, the mean token loss for an LM
+ * (perplexity and token accuracy beside it). */
 static int evaluate(trainer *t, const char *when, ft_err *err)
 {
     if (!t->have_eval)
         return FT_OK;
     ft_prefetch_idle(&t->pf); /* HDF5 is not thread-safe: the reader must be idle */
     t->early.valid = 0;       /* evaluation reuses the activation buffers */
-    if (t->lm)
-        return evaluate_lm(t, when, err);
-    if (ft_evaluate(t->w, &t->model, &t->eval, &t->metrics, err))
-        return err->code;
-    ft_metrics_summary s = ft_metrics_summarize(&t->metrics);
-    double v = ft_metrics_value(&s, t->cfg->best_metric);
-    t->st.last_metric = v;
-    if (strcmp(when, "baseline") == 0) {
-        t->baseline = s;
-        t->have_baseline = 1;
+    double v;
+    char summary[160];
+    char *json = NULL;
+    if (t->lm) {
+        if (ft_evaluate_lm(t->w, &t->model, &t->eval, &t->lm_eval, err))
+            return err->code;
+        const ft_lm_stats *e = &t->lm_eval;
+        v = e->tokens > 0 ? e->nll / e->tokens : NAN;
+        snprintf(summary, sizeof summary,
+                 "loss %.4f  perplexity %.3f  token-accuracy %.4f (%.0f tokens)", v,
+                 ft_perplexity(e->nll, (uint64_t)e->tokens),
+                 e->tokens > 0 ? e->correct / e->tokens : 0.0, e->tokens);
+        if (is_root(t))
+            json = lm_json(e);
+    } else {
+        if (ft_evaluate(t->w, &t->model, &t->eval, &t->metrics, err))
+            return err->code;
+        ft_metrics_summary s = ft_metrics_summarize(&t->metrics);
+        v = ft_metrics_value(&s, t->cfg->best_metric);
+        if (strcmp(when, "baseline") == 0) {
+            t->baseline = s;
+            t->have_baseline = 1;
+        }
+        snprintf(summary, sizeof summary, "loss %.4f  accuracy %.4f  macro-F1 %.4f", s.loss,
+                 s.accuracy, s.macro_f1);
+        if (is_root(t))
+            json = metrics_to_json(&t->metrics);
     }
+    t->st.last_metric = v;
     int better = isnan(t->st.best_metric) ||
                  (t->higher_is_better ? v > t->st.best_metric : v < t->st.best_metric);
-    char *json = is_root(t) ? metrics_to_json(&t->metrics) : NULL;
     if (is_root(t)) {
-        ft_progress_print(
-            &t->progress, "eval %-8s step %6ld  loss %.4f  accuracy %.4f  macro-F1 %.4f%s\n", when,
-            t->st.step, s.loss, s.accuracy, s.macro_f1, better && t->st.step > 0 ? "  (best)" : "");
+        ft_progress_print(&t->progress, "eval %-8s step %6ld  %s%s\n", when, t->st.step, summary,
+                          better && t->st.step > 0 ? "  (best)" : "");
         log_json(t,
                  "{\"type\":\"eval\",\"when\":\"%s\",\"step\":%ld,\"epoch\":%ld,\"metrics\":%s}\n",
                  when, t->st.step, t->st.epoch, json ? json : "{}");
